@@ -1,1 +1,63 @@
-fn main() {}
+//! `palisade`: the command-line front end.
+//!
+//! One module per command family; `main` only parses arguments, sets up
+//! logging and dispatches.
+
+mod plugin_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Palisade enforces Kubernetes network policy on a node through sandboxed
+/// backend plugins (WebAssembly components).
+///
+/// Policy objects of several dialects (NetworkPolicy v1, extensions/v1beta1
+/// with the DefaultDeny annotation, the 2016 experimental proposal) are
+/// compiled into one rule set, which a backend plugin (nftables, eBPF,
+/// userspace) enforces.
+#[derive(Parser, Debug)]
+#[command(name = "palisade", version, propagate_version = true)]
+struct Cli {
+    /// Log filter, e.g. `info`, `palisade=debug` (also from RUST_LOG).
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    /// Emit logs as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect, list and exercise backend plugins (.wasm components).
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    let result = match cli.command {
+        Command::Plugin(cmd) => plugin_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(filter: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -209,9 +209,7 @@ impl FromStr for Cidr {
         let addr: IpAddr = addr.parse().map_err(|_| CidrError::Syntax(s.to_string()))?;
         let width = Self::width_of(&addr);
         let len = match len {
-            Some(l) => l
-                .parse::<u8>()
-                .map_err(|_| CidrError::Syntax(s.to_string()))?,
+            Some(l) => l.parse::<u8>().map_err(|_| CidrError::Syntax(s.to_string()))?,
             None => width,
         };
         if len > width {
@@ -299,10 +297,7 @@ mod tests {
         assert!(inside("10.0.0.255"));
         assert!(inside("10.0.0.0"));
         assert!(c("10.0.0.0/24").subtract(&c("10.0.0.0/16")).is_empty());
-        assert_eq!(
-            c("10.0.0.0/24").subtract(&c("10.1.0.0/16")),
-            vec![c("10.0.0.0/24")]
-        );
+        assert_eq!(c("10.0.0.0/24").subtract(&c("10.1.0.0/16")), vec![c("10.0.0.0/24")]);
     }
 
     #[test]

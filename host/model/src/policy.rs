@@ -63,9 +63,7 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|r| r.matches(labels))
     }
 }
@@ -158,11 +156,7 @@ pub enum PeerSelector {
 pub enum PortSelector {
     /// A numeric range of one protocol (`first == last` for one port;
     /// `1..=65535` for every port of the protocol).
-    Range {
-        protocol: Protocol,
-        first: u16,
-        last: u16,
-    },
+    Range { protocol: Protocol, first: u16, last: u16 },
     /// A named container port, resolved against the pod on the far end of the
     /// rule's direction: the selected pod for ingress, each destination pod
     /// for egress.
@@ -237,10 +231,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

@@ -66,19 +66,11 @@ pub struct PortRange {
 impl PortRange {
     /// Every port of a protocol.
     pub fn all(protocol: Protocol) -> PortRange {
-        PortRange {
-            protocol,
-            first: 1,
-            last: u16::MAX,
-        }
+        PortRange { protocol, first: 1, last: u16::MAX }
     }
 
     pub fn single(protocol: Protocol, port: u16) -> PortRange {
-        PortRange {
-            protocol,
-            first: port,
-            last: port,
-        }
+        PortRange { protocol, first: port, last: port }
     }
 
     pub fn contains(&self, protocol: Protocol, port: u16) -> bool {
@@ -126,10 +118,7 @@ pub struct EndpointPolicy {
 
 impl EndpointPolicy {
     pub fn key(&self) -> PolicyKey {
-        PolicyKey {
-            endpoint: self.endpoint,
-            direction: self.direction,
-        }
+        PolicyKey { endpoint: self.endpoint, direction: self.direction }
     }
 }
 
@@ -223,11 +212,7 @@ impl Delta {
     pub fn size(&self) -> usize {
         self.origins_added.len()
             + self.sets_added.len()
-            + self
-                .sets_changed
-                .iter()
-                .map(|c| c.added.len() + c.removed.len())
-                .sum::<usize>()
+            + self.sets_changed.iter().map(|c| c.added.len() + c.removed.len()).sum::<usize>()
             + self.sets_removed.len()
             + self.endpoints_upserted.len()
             + self.endpoints_removed.len()
@@ -269,36 +254,23 @@ impl RuleSet {
     }
 
     pub fn policy(&self, endpoint: EndpointId, direction: Direction) -> Option<&EndpointPolicy> {
-        self.policies
-            .iter()
-            .find(|p| p.endpoint == endpoint && p.direction == direction)
+        self.policies.iter().find(|p| p.endpoint == endpoint && p.direction == direction)
     }
 
     /// Number of rules over all endpoint policies.
     pub fn rule_count(&self) -> usize {
-        self.policies
-            .iter()
-            .flat_map(|p| &p.tiers)
-            .map(|t| t.rules.len())
-            .sum()
+        self.policies.iter().flat_map(|p| &p.tiers).map(|t| t.rules.len()).sum()
     }
 
     /// The delta that turns `self` into `next`. Origins are append-only in a
     /// delta: origins that `next` no longer uses stay known to the backend.
     pub fn diff(&self, next: &RuleSet) -> Delta {
-        let mut d = Delta {
-            base: self.generation,
-            generation: next.generation,
-            ..Delta::default()
-        };
+        let mut d =
+            Delta { base: self.generation, generation: next.generation, ..Delta::default() };
 
         let old_origins: BTreeMap<_, _> = self.origins.iter().map(|o| (o.id, o)).collect();
-        d.origins_added = next
-            .origins
-            .iter()
-            .filter(|o| !old_origins.contains_key(&o.id))
-            .cloned()
-            .collect();
+        d.origins_added =
+            next.origins.iter().filter(|o| !old_origins.contains_key(&o.id)).cloned().collect();
 
         let old_sets: BTreeMap<_, _> = self.sets.iter().map(|s| (s.id, s)).collect();
         let new_sets: BTreeMap<_, _> = next.sets.iter().map(|s| (s.id, s)).collect();
@@ -318,20 +290,12 @@ impl RuleSet {
                         .filter(|p| !set.prefixes.contains(p))
                         .copied()
                         .collect();
-                    d.sets_changed.push(SetChange {
-                        id: *id,
-                        added,
-                        removed,
-                    });
+                    d.sets_changed.push(SetChange { id: *id, added, removed });
                 }
                 Some(_) => {}
             }
         }
-        d.sets_removed = old_sets
-            .keys()
-            .filter(|id| !new_sets.contains_key(id))
-            .copied()
-            .collect();
+        d.sets_removed = old_sets.keys().filter(|id| !new_sets.contains_key(id)).copied().collect();
 
         let old_eps: BTreeMap<_, _> = self.endpoints.iter().map(|e| (e.id, e)).collect();
         let new_eps: BTreeMap<_, _> = next.endpoints.iter().map(|e| (e.id, e)).collect();
@@ -340,11 +304,8 @@ impl RuleSet {
             .filter(|(id, e)| old_eps.get(id) != Some(e))
             .map(|(_, e)| (*e).clone())
             .collect();
-        d.endpoints_removed = old_eps
-            .keys()
-            .filter(|id| !new_eps.contains_key(id))
-            .copied()
-            .collect();
+        d.endpoints_removed =
+            old_eps.keys().filter(|id| !new_eps.contains_key(id)).copied().collect();
 
         let old_pol: BTreeMap<_, _> = self.policies.iter().map(|p| (p.key(), p)).collect();
         let new_pol: BTreeMap<_, _> = next.policies.iter().map(|p| (p.key(), p)).collect();
@@ -353,21 +314,14 @@ impl RuleSet {
             .filter(|(k, p)| old_pol.get(k) != Some(p))
             .map(|(_, p)| (*p).clone())
             .collect();
-        d.policies_removed = old_pol
-            .keys()
-            .filter(|k| !new_pol.contains_key(k))
-            .copied()
-            .collect();
+        d.policies_removed = old_pol.keys().filter(|k| !new_pol.contains_key(k)).copied().collect();
         d
     }
 
     /// Applies a delta in place. On error nothing is changed.
     pub fn apply_delta(&mut self, d: &Delta) -> Result<(), DeltaError> {
         if d.base != self.generation {
-            return Err(DeltaError::Generation {
-                base: d.base,
-                current: self.generation,
-            });
+            return Err(DeltaError::Generation { base: d.base, current: self.generation });
         }
         for o in &d.origins_added {
             if self.origin(o.id).is_some() {
@@ -384,10 +338,8 @@ impl RuleSet {
         self.generation = d.generation;
         self.origins.extend(d.origins_added.iter().cloned());
 
-        let mut sets: BTreeMap<_, _> = std::mem::take(&mut self.sets)
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect();
+        let mut sets: BTreeMap<_, _> =
+            std::mem::take(&mut self.sets).into_iter().map(|s| (s.id, s)).collect();
         for s in &d.sets_added {
             sets.insert(s.id, s.clone());
         }
@@ -407,10 +359,8 @@ impl RuleSet {
         }
         self.sets = sets.into_values().collect();
 
-        let mut eps: BTreeMap<_, _> = std::mem::take(&mut self.endpoints)
-            .into_iter()
-            .map(|e| (e.id, e))
-            .collect();
+        let mut eps: BTreeMap<_, _> =
+            std::mem::take(&mut self.endpoints).into_iter().map(|e| (e.id, e)).collect();
         for e in &d.endpoints_upserted {
             eps.insert(e.id, e.clone());
         }
@@ -419,10 +369,8 @@ impl RuleSet {
         }
         self.endpoints = eps.into_values().collect();
 
-        let mut pols: BTreeMap<_, _> = std::mem::take(&mut self.policies)
-            .into_iter()
-            .map(|p| (p.key(), p))
-            .collect();
+        let mut pols: BTreeMap<_, _> =
+            std::mem::take(&mut self.policies).into_iter().map(|p| (p.key(), p)).collect();
         for p in &d.policies_upserted {
             pols.insert(p.key(), p.clone());
         }
@@ -476,10 +424,7 @@ mod tests {
             rs.policies.push(EndpointPolicy {
                 endpoint: 1,
                 direction: Direction::Egress,
-                tiers: vec![Tier {
-                    rules: vec![],
-                    no_match: NoMatch::Deny,
-                }],
+                tiers: vec![Tier { rules: vec![], no_match: NoMatch::Deny }],
             });
         }
         rs.canonicalize();
@@ -492,14 +437,8 @@ mod tests {
         let b = sample(2, &["10.0.0.3/32", "10.0.0.4/32"], true);
         let d = a.diff(&b);
         assert_eq!(d.sets_changed.len(), 1);
-        assert_eq!(
-            d.sets_changed[0].added,
-            vec!["10.0.0.4/32".parse().unwrap()]
-        );
-        assert_eq!(
-            d.sets_changed[0].removed,
-            vec!["10.0.0.2/32".parse().unwrap()]
-        );
+        assert_eq!(d.sets_changed[0].added, vec!["10.0.0.4/32".parse().unwrap()]);
+        assert_eq!(d.sets_changed[0].removed, vec!["10.0.0.2/32".parse().unwrap()]);
         assert_eq!(d.policies_upserted.len(), 1);
         assert!(d.endpoints_upserted.is_empty());
         let mut c = a.clone();
@@ -509,10 +448,7 @@ mod tests {
         let back = b.diff(&a);
         assert_eq!(
             back.policies_removed,
-            vec![PolicyKey {
-                endpoint: 1,
-                direction: Direction::Egress
-            }]
+            vec![PolicyKey { endpoint: 1, direction: Direction::Egress }]
         );
     }
 
@@ -523,33 +459,16 @@ mod tests {
         let mut d = a.diff(&b);
         d.base = 5;
         let mut c = a.clone();
-        assert_eq!(
-            c.apply_delta(&d),
-            Err(DeltaError::Generation {
-                base: 5,
-                current: 1
-            })
-        );
+        assert_eq!(c.apply_delta(&d), Err(DeltaError::Generation { base: 5, current: 1 }));
         assert_eq!(c, a);
     }
 
     #[test]
     fn rule_port_matching() {
-        let r = Rule {
-            action: Action::Allow,
-            peer: Peer::Any,
-            ports: vec![],
-            origin: 0,
-        };
+        let r = Rule { action: Action::Allow, peer: Peer::Any, ports: vec![], origin: 0 };
         assert!(r.matches_port(Protocol::Sctp, 9));
-        let r = Rule {
-            ports: vec![PortRange {
-                protocol: Protocol::Udp,
-                first: 50,
-                last: 60,
-            }],
-            ..r
-        };
+        let r =
+            Rule { ports: vec![PortRange { protocol: Protocol::Udp, first: 50, last: 60 }], ..r };
         assert!(r.matches_port(Protocol::Udp, 50));
         assert!(r.matches_port(Protocol::Udp, 60));
         assert!(!r.matches_port(Protocol::Udp, 61));
