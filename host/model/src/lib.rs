@@ -10,10 +10,12 @@
 //! the resolver and the reference evaluator can be tested without a cluster
 //! and without a WebAssembly runtime.
 
+pub mod event;
 pub mod net;
 pub mod policy;
 pub mod ruleset;
 
+pub use event::ModelEvent;
 pub use net::{Cidr, CidrError, Protocol};
 pub use ruleset::{
     Action, AddressSet, Delta, DeltaError, Direction, Endpoint, EndpointId, EndpointPolicy,
