@@ -1,0 +1,1 @@
+//! Palisade dialect compilers (work in progress).
