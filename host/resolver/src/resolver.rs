@@ -124,6 +124,33 @@ impl Resolver {
         self.out.take_delta()
     }
 
+    /// The policy objects selecting the pod `namespace/name` as subject for
+    /// `direction`, in evaluation order (for explanations).
+    pub fn selecting(
+        &self,
+        pod: &str,
+        direction: palisade_model::Direction,
+    ) -> Vec<(palisade_model::policy::TierRank, ObjectRef)> {
+        let Some(entry) = self
+            .pod_index
+            .get(pod)
+            .and_then(|&i| self.pods.get(i as usize))
+            .and_then(Option::as_ref)
+        else {
+            return Vec::new();
+        };
+        let d = crate::compile::direction_index(direction);
+        let mut out: Vec<_> = entry
+            .selected_by
+            .iter()
+            .filter_map(|&p| self.policies.get(p as usize).and_then(Option::as_ref))
+            .filter(|p| p.compiled[d].is_some())
+            .map(|p| (p.policy.tier, p.policy.object.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
     fn apply(&mut self, event: ModelEvent) {
         match event {
             ModelEvent::NamespaceUpserted(ns) => {
