@@ -1,0 +1,111 @@
+//! The rule set a plugin has applied, kept current through deltas.
+
+use std::collections::BTreeMap;
+
+use crate::types::{
+    AddressSet, Delta, Direction, Endpoint, EndpointPolicy, Error, ErrorCode, Origin, RuleSet,
+};
+
+/// What the host has handed the plugin so far: the last full rule set with
+/// every delta since applied to it. Backends use it to compute what to
+/// program and to answer `evaluate`.
+#[derive(Default)]
+pub struct AppliedState {
+    pub generation: u64,
+    pub endpoints: BTreeMap<u32, Endpoint>,
+    pub sets: BTreeMap<u32, AddressSet>,
+    pub policies: BTreeMap<(u32, u8), EndpointPolicy>,
+    pub origins: BTreeMap<u32, Origin>,
+    pub applied: bool,
+}
+
+fn dir_key(d: Direction) -> u8 {
+    match d {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
+    }
+}
+
+impl AppliedState {
+    /// Replaces the state with a full rule set.
+    pub fn apply(&mut self, rules: RuleSet) {
+        self.generation = rules.generation;
+        self.endpoints = rules.endpoints.into_iter().map(|e| (e.id, e)).collect();
+        self.sets = rules.sets.into_iter().map(|s| (s.id, s)).collect();
+        self.policies =
+            rules.policies.into_iter().map(|p| ((p.endpoint, dir_key(p.direction)), p)).collect();
+        self.origins = rules.origins.into_iter().map(|o| (o.id, o)).collect();
+        self.applied = true;
+    }
+
+    /// Applies a delta; refuses one whose base is not the current generation
+    /// or that changes an unknown set, leaving the state untouched.
+    pub fn update(&mut self, d: Delta) -> Result<(), Error> {
+        if !self.applied {
+            return Err(Error {
+                code: ErrorCode::InvalidInput,
+                message: "update before any apply".into(),
+            });
+        }
+        if d.base != self.generation {
+            return Err(Error {
+                code: ErrorCode::InvalidInput,
+                message: format!(
+                    "delta base generation {} does not match applied generation {}",
+                    d.base, self.generation
+                ),
+            });
+        }
+        for c in &d.sets_changed {
+            if !self.sets.contains_key(&c.id) && !d.sets_added.iter().any(|s| s.id == c.id) {
+                return Err(Error {
+                    code: ErrorCode::InvalidInput,
+                    message: format!("delta changes unknown address set {}", c.id),
+                });
+            }
+        }
+        self.generation = d.generation;
+        for o in d.origins_added {
+            self.origins.insert(o.id, o);
+        }
+        for s in d.sets_added {
+            self.sets.insert(s.id, s);
+        }
+        for c in d.sets_changed {
+            if let Some(s) = self.sets.get_mut(&c.id) {
+                s.v4.retain(|p| !c.remove_v4.iter().any(|r| r.addr == p.addr && r.len == p.len));
+                s.v4.extend(c.add_v4);
+                s.v6.retain(|p| {
+                    !c.remove_v6.iter().any(|r| r.hi == p.hi && r.lo == p.lo && r.len == p.len)
+                });
+                s.v6.extend(c.add_v6);
+            }
+        }
+        for id in d.sets_removed {
+            self.sets.remove(&id);
+        }
+        for e in d.endpoints_upserted {
+            self.endpoints.insert(e.id, e);
+        }
+        for id in d.endpoints_removed {
+            self.endpoints.remove(&id);
+        }
+        for p in d.policies_upserted {
+            self.policies.insert((p.endpoint, dir_key(p.direction)), p);
+        }
+        for k in d.policies_removed {
+            self.policies.remove(&(k.endpoint, dir_key(k.direction)));
+        }
+        Ok(())
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        *self = AppliedState::default();
+    }
+
+    /// Number of rules over all endpoint policies.
+    pub fn rule_count(&self) -> usize {
+        self.policies.values().flat_map(|p| &p.tiers).map(|t| t.rules.len()).sum()
+    }
+}

@@ -1,0 +1,119 @@
+//! Loading, grants, inspection and the precompile cache.
+
+use palisade_plugin_host::{Capabilities, Capability, Grants, Limits, PluginEngine, PluginError};
+use palisade_tests::{engine, plugin_bytes, rule_set};
+
+fn load(stem: &str, grants: &Grants) -> Result<palisade_plugin_host::LoadedPlugin, PluginError> {
+    engine().load(stem, &plugin_bytes(stem), grants, Limits::default(), Capabilities::default())
+}
+
+#[test]
+fn shipped_plugins_load_with_their_grants_answer_info_and_accept_apply() {
+    for (stem, name, grants) in [
+        ("palisade_nftables", "nftables", Grants::of(&[Capability::Log, Capability::Nft])),
+        ("palisade_ebpf", "ebpf", Grants::of(&[Capability::Log, Capability::Bpf])),
+        ("palisade_calico_compat", "calico-compat", Grants::none()),
+    ] {
+        let plugin = load(stem, &grants).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let info = plugin.info().unwrap();
+        assert_eq!(info.name, name);
+        assert_eq!(info.wit_version, "0.1.0");
+        assert_eq!(info.hash.len(), 64);
+        let mut inst = plugin.instantiate().unwrap();
+        inst.configure(&[]).unwrap();
+        inst.apply(&rule_set(1, &["ns/a", "ns/b"])).unwrap();
+        inst.reset().unwrap();
+    }
+}
+
+#[test]
+fn inspection_reports_the_capabilities_a_component_really_imports() {
+    let caps = |stem: &str| load(stem, &Grants::all()).unwrap().imports().capability_set();
+    assert_eq!(caps("palisade_nftables").into_iter().collect::<Vec<_>>(), vec![Capability::Log]);
+    assert!(caps("palisade_calico_compat").is_empty());
+    assert_eq!(
+        caps("palisade_fixture_hostile").into_iter().collect::<Vec<_>>(),
+        vec![Capability::Log, Capability::Nft, Capability::Bpf]
+    );
+}
+
+#[test]
+fn a_plugin_importing_an_ungranted_capability_is_refused_at_load_by_name() {
+    let err = load("palisade_fixture_hostile", &Grants::of(&[Capability::Log]))
+        .err()
+        .expect("hostile plugin must be refused without nft and bpf grants");
+    match &err {
+        PluginError::UngrantedCapability { plugin, capability, import } => {
+            assert_eq!(plugin, "palisade_fixture_hostile");
+            assert!(matches!(capability, Capability::Nft | Capability::Bpf));
+            assert!(import.starts_with("palisade:backend/"));
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("palisade_fixture_hostile") && msg.contains("not granted"), "{msg}");
+
+    // Even the log capability must be granted.
+    let err = load("palisade_nftables", &Grants::none()).err().expect("refused");
+    assert!(matches!(err, PluginError::UngrantedCapability { capability: Capability::Log, .. }));
+}
+
+#[test]
+fn garbage_and_precompiled_artifacts_are_refused() {
+    let e = engine();
+    let err = e
+        .load(
+            "junk",
+            b"\0asm not really",
+            &Grants::all(),
+            Limits::default(),
+            Capabilities::default(),
+        )
+        .err()
+        .expect("garbage must not load");
+    assert!(matches!(err, PluginError::Compile { ref plugin, .. } if plugin == "junk"), "{err}");
+
+    let component =
+        wasmtime::component::Component::new(e.engine(), plugin_bytes("palisade_nftables")).unwrap();
+    let artifact = component.serialize().unwrap();
+    let err = e
+        .load("vendor", &artifact, &Grants::all(), Limits::default(), Capabilities::default())
+        .err()
+        .expect("a precompiled artifact must be refused");
+    assert!(matches!(err, PluginError::Precompiled { .. }), "{err}");
+}
+
+#[test]
+fn a_plugin_built_for_another_major_wit_version_is_refused_before_instantiation() {
+    let err = load("palisade_fixture_future", &Grants::all()).err().expect("refused");
+    match err {
+        PluginError::WitVersion { plugin, found, .. } => {
+            assert_eq!(plugin, "palisade_fixture_future");
+            assert!(found.contains("@0.2.0"), "{found}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+}
+
+#[test]
+fn the_precompile_cache_serves_memory_then_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || palisade_plugin_host::EngineOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let bytes = plugin_bytes("palisade_calico_compat");
+    let first = PluginEngine::new(opts()).unwrap();
+    assert_eq!(first.precompiled_outcome(&bytes), Some("compiled"));
+    assert_eq!(first.precompiled_outcome(&bytes), Some("memory"));
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "one artifact on disk");
+    // A new engine (a restarted host) finds the artifact on disk.
+    let second = PluginEngine::new(opts()).unwrap();
+    assert_eq!(second.precompiled_outcome(&bytes), Some("disk"));
+    second
+        .load("calico", &bytes, &Grants::none(), Limits::default(), Capabilities::default())
+        .unwrap()
+        .info()
+        .unwrap();
+}
