@@ -1,0 +1,345 @@
+//! Runs scenarios step by step: store → dialects → resolver → backend.
+
+use std::net::IpAddr;
+
+use palisade_dialects::Compiler;
+use palisade_evaluator::{explain, Evaluator, Flow};
+use palisade_model::Direction;
+use palisade_resolver::Resolver;
+use palisade_store::{describe, ObjectKey, Store};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::backend::{Backend, Probe, ProbeEnd, StepState};
+use crate::scenario::{Expectation, Scenario};
+
+/// How scenarios are compiled and resolved.
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
+    pub dialects: palisade_dialects::Settings,
+    pub resolver: palisade_resolver::Settings,
+}
+
+/// The outcome of one expectation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectationResult {
+    pub scenario: String,
+    pub file: String,
+    /// 1-based.
+    pub step: usize,
+    pub description: Option<String>,
+    pub expectation: Expectation,
+    /// What the backend answered; `None` when it could not be asked.
+    pub observed: Option<bool>,
+    pub passed: bool,
+    /// Why the probe could not be made (unknown pod, backend error).
+    pub error: Option<String>,
+    /// The reference evaluator's explanation, for mismatches.
+    pub trace: Option<String>,
+}
+
+/// An object the runner could not apply or delete; the run went on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub scenario: String,
+    pub file: String,
+    /// 0 for the scenario's initial objects.
+    pub step: usize,
+    pub object: String,
+    pub field: Option<String>,
+    pub message: String,
+    /// True for an unsupported kind (ignored), false for a rejected object.
+    pub ignored_kind: bool,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub backend: String,
+    pub scenarios: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub results: Vec<ExpectationResult>,
+    pub problems: Vec<Problem>,
+    /// Warnings of the dialect compilers (`object: field: message`).
+    pub warnings: Vec<String>,
+}
+
+impl RunReport {
+    /// True if every expectation passed.
+    pub fn success(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+/// Runs every scenario against `backend`.
+pub fn run(scenarios: &[Scenario], backend: &mut dyn Backend, settings: &RunSettings) -> RunReport {
+    let mut report = RunReport { backend: backend.name().to_string(), ..RunReport::default() };
+    for scenario in scenarios {
+        ScenarioRun::new(scenario, settings, &mut report).run(backend);
+        report.scenarios += 1;
+    }
+    report.passed = report.results.iter().filter(|r| r.passed).count();
+    report.failed = report.results.len() - report.passed;
+    report
+}
+
+struct ScenarioRun<'a> {
+    scenario: &'a Scenario,
+    report: &'a mut RunReport,
+    store: Store,
+    compiler: Compiler,
+    resolver: Resolver,
+}
+
+/// Order of application inside one list: namespaces, nodes, pods, the rest.
+fn rank(object: &Value) -> u8 {
+    match (
+        object.get("apiVersion").and_then(Value::as_str),
+        object.get("kind").and_then(Value::as_str),
+    ) {
+        (Some("v1"), Some("Namespace")) => 0,
+        (Some("v1"), Some("Node")) => 1,
+        (Some("v1"), Some("Pod")) => 2,
+        _ => 3,
+    }
+}
+
+impl<'a> ScenarioRun<'a> {
+    fn new(scenario: &'a Scenario, settings: &RunSettings, report: &'a mut RunReport) -> Self {
+        ScenarioRun {
+            scenario,
+            report,
+            store: Store::new(),
+            compiler: Compiler::new(settings.dialects),
+            resolver: Resolver::new(settings.resolver.clone()),
+        }
+    }
+
+    fn file(&self) -> String {
+        self.scenario.path.display().to_string()
+    }
+
+    fn problem(
+        &mut self,
+        step: usize,
+        object: String,
+        field: Option<String>,
+        message: String,
+        ignored_kind: bool,
+    ) {
+        tracing::warn!(scenario = %self.scenario.name, step, %object, "{message}");
+        self.report.problems.push(Problem {
+            scenario: self.scenario.name.clone(),
+            file: self.file(),
+            step,
+            object,
+            field,
+            message,
+            ignored_kind,
+        });
+    }
+
+    fn apply_objects(&mut self, step: usize, objects: &[Value]) {
+        let mut ordered: Vec<&Value> = objects.iter().collect();
+        ordered.sort_by_key(|o| rank(o));
+        let mut events = Vec::new();
+        for object in ordered {
+            match self.compiler.apply_stored(&mut self.store, object.clone()) {
+                Ok((_, compiled)) => {
+                    self.report.warnings.extend(
+                        compiled
+                            .warnings
+                            .iter()
+                            .map(|w| format!("{} (step {step}): {w}", self.scenario.name)),
+                    );
+                    events.extend(compiled.events);
+                }
+                Err(e) => {
+                    let name =
+                        e.object().map(ToString::to_string).unwrap_or_else(|| describe(object));
+                    let field = e.field().map(str::to_string);
+                    let ignored = e.is_unsupported_kind();
+                    self.problem(step, name, field, e.to_string(), ignored);
+                }
+            }
+        }
+        self.resolver.handle_all(events);
+    }
+
+    fn delete_objects(&mut self, step: usize, refs: &[Value]) {
+        let mut events = Vec::new();
+        for reference in refs {
+            match ObjectKey::of_delete_ref(reference) {
+                Ok(key) => {
+                    if !self.store.contains(&key) {
+                        self.problem(
+                            step,
+                            key.to_string(),
+                            None,
+                            "delete of an object that does not exist".into(),
+                            false,
+                        );
+                    }
+                    events.extend(self.compiler.delete_stored(&mut self.store, &key));
+                }
+                Err(e) => self.problem(step, describe(reference), None, e.to_string(), false),
+            }
+        }
+        self.resolver.handle_all(events);
+    }
+
+    fn program(&mut self, backend: &mut dyn Backend, step: usize) -> Result<(), String> {
+        let delta = self.resolver.take_delta();
+        let state = StepState {
+            scenario: &self.scenario.name,
+            step,
+            store: &self.store,
+            rule_set: self.resolver.rule_set(),
+            delta: &delta,
+        };
+        backend.program(&state).map_err(|e| e.to_string())
+    }
+
+    fn run(mut self, backend: &mut dyn Backend) {
+        let mut backend_error = backend.reset().err().map(|e| e.to_string());
+        self.apply_objects(0, &self.scenario.objects);
+        for (i, step) in self.scenario.steps.iter().enumerate() {
+            let index = i + 1;
+            self.apply_objects(index, &step.apply);
+            self.delete_objects(index, &step.delete);
+            if backend_error.is_none() {
+                backend_error = self.program(backend, index).err();
+            }
+            for expectation in &step.expect {
+                if expectation.from == expectation.to {
+                    continue; // Traffic from a pod to itself is never judged.
+                }
+                let result = self.check(
+                    backend,
+                    index,
+                    step.description.clone(),
+                    expectation,
+                    backend_error.as_deref(),
+                );
+                self.report.results.push(result);
+            }
+        }
+    }
+
+    fn check(
+        &self,
+        backend: &mut dyn Backend,
+        step: usize,
+        description: Option<String>,
+        expectation: &Expectation,
+        backend_error: Option<&str>,
+    ) -> ExpectationResult {
+        let mut result = ExpectationResult {
+            scenario: self.scenario.name.clone(),
+            file: self.file(),
+            step,
+            description,
+            expectation: expectation.clone(),
+            observed: None,
+            passed: false,
+            error: None,
+            trace: None,
+        };
+        let probe = match (self.end(&expectation.from), self.end(&expectation.to)) {
+            (Ok(from), Ok(to)) => {
+                Probe { from, to, protocol: expectation.protocol, port: expectation.port }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                result.error = Some(e);
+                return result;
+            }
+        };
+        if let Some(e) = backend_error {
+            result.error = Some(e.to_string());
+            return result;
+        }
+        match backend.probe(&probe) {
+            Ok(observation) => {
+                result.observed = Some(observation.allowed);
+                result.passed = observation.allowed == expectation.allowed;
+                if !result.passed {
+                    let mut trace = self.reference_trace(&probe);
+                    if let Some(detail) = observation.detail {
+                        trace.push_str(&format!("  backend: {detail}\n"));
+                    }
+                    result.trace = Some(trace);
+                }
+            }
+            Err(e) => result.error = Some(e.to_string()),
+        }
+        result
+    }
+
+    /// The reference evaluator's explanation of a probe.
+    fn reference_trace(&self, probe: &Probe) -> String {
+        let rules = self.resolver.rule_set();
+        let trace = Evaluator::new(rules).evaluate(Flow {
+            source: probe.from.address,
+            destination: probe.to.address,
+            protocol: probe.protocol,
+            port: probe.port,
+        });
+        let resolver = &self.resolver;
+        explain(&trace, &|endpoint, direction: Direction| {
+            resolver
+                .selecting(&endpoint.name, direction)
+                .into_iter()
+                .map(|(_, o)| format!("{} {}/{}", o.kind, o.namespace, o.name))
+                .collect()
+        })
+    }
+
+    /// Resolves `ns/pod`, `ip:ADDR` or `node:NAME` to an address.
+    fn end(&self, name: &str) -> Result<ProbeEnd, String> {
+        resolve_end(&self.store, name)
+    }
+}
+
+/// Resolves a scenario endpoint name against the objects of `store`:
+/// `NS/POD` → the pod's `status.podIP` (or first `podIPs`), `ip:ADDR`,
+/// `node:NAME` → the Node's InternalIP (or first address).
+pub fn resolve_end(store: &Store, name: &str) -> Result<ProbeEnd, String> {
+    if let Some(ip) = name.strip_prefix("ip:") {
+        let address: IpAddr =
+            ip.parse().map_err(|_| format!("`{name}`: `{ip}` is not an IP address"))?;
+        return Ok(ProbeEnd { name: name.to_string(), address, pod: None });
+    }
+    if let Some(node) = name.strip_prefix("node:") {
+        let key = ObjectKey::new("", "Node", None, node);
+        let object = store.get(&key).ok_or_else(|| format!("`{name}`: no Node `{node}`"))?;
+        let addresses = object.pointer("/status/addresses").and_then(Value::as_array);
+        let pick = |internal: bool| {
+            addresses.into_iter().flatten().find_map(|a| {
+                let is_internal = a.get("type").and_then(Value::as_str) == Some("InternalIP");
+                if internal && !is_internal {
+                    return None;
+                }
+                a.get("address").and_then(Value::as_str).and_then(|s| s.parse::<IpAddr>().ok())
+            })
+        };
+        let address = pick(true)
+            .or_else(|| pick(false))
+            .ok_or_else(|| format!("`{name}`: Node `{node}` has no address"))?;
+        return Ok(ProbeEnd { name: name.to_string(), address, pod: None });
+    }
+    let Some((ns, pod)) = name.split_once('/') else {
+        return Err(format!("`{name}` is neither NAMESPACE/POD, ip:ADDRESS nor node:NAME"));
+    };
+    let key = ObjectKey::new("", "Pod", Some(ns), pod);
+    let object =
+        store.get(&key).ok_or_else(|| format!("`{name}`: no Pod `{pod}` in namespace `{ns}`"))?;
+    let ip = object
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .or_else(|| object.pointer("/status/podIPs/0/ip").and_then(Value::as_str))
+        .ok_or_else(|| format!("`{name}`: the pod has no status.podIP"))?;
+    let address =
+        ip.parse().map_err(|_| format!("`{name}`: status.podIP `{ip}` is not an IP address"))?;
+    Ok(ProbeEnd { name: name.to_string(), address, pod: Some(format!("{ns}/{pod}")) })
+}
