@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use palisade_conformance::{load, report, run, ReferenceBackend, RunSettings};
 
 fn run_folder(path: &Path) -> palisade_conformance::RunReport {
-    let scenarios = load(path).unwrap();
+    let scenarios = load(path).unwrap_or_else(|e| panic!("{e}"));
     assert!(!scenarios.is_empty(), "{}", path.display());
     let result = run(&scenarios, &mut ReferenceBackend::new(), &RunSettings::default());
     println!("{}", report::text(&result));
