@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: where the built plugins are, a
 //! shared engine, and small rule sets.
 
+// Test support: a panic is how a helper fails the test that called it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;

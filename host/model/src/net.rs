@@ -235,7 +235,7 @@ impl<'de> Deserialize<'de> for Cidr {
 /// Normalizes prefixes into a sorted list of disjoint prefixes, dropping
 /// those covered by another. Adjacent siblings are merged.
 pub fn normalize(mut prefixes: Vec<Cidr>) -> Vec<Cidr> {
-    prefixes.sort_by(|a, b| (a.is_v6_key(), a.addr, a.len).cmp(&(b.is_v6_key(), b.addr, b.len)));
+    prefixes.sort_by_key(|a| (a.is_v6_key(), a.addr, a.len));
     let mut out: Vec<Cidr> = Vec::with_capacity(prefixes.len());
     for p in prefixes {
         if let Some(last) = out.last() {

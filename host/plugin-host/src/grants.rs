@@ -118,7 +118,7 @@ impl ImportSummary {
         let mut s = ImportSummary::default();
         for (name, _) in ty.imports(engine) {
             match split_name(name) {
-                Some((crate::WIT_PACKAGE, iface, _)) if iface == "types" => {}
+                Some((crate::WIT_PACKAGE, "types", _)) => {}
                 Some((crate::WIT_PACKAGE, iface, _)) => match iface.parse::<Capability>() {
                     Ok(c) => s.capabilities.push((c, name.to_string())),
                     Err(_) => s.other.push(name.to_string()),
