@@ -3,7 +3,12 @@
 //! One module per command family; `main` only parses arguments, sets up
 //! logging and dispatches.
 
+mod conformance_cmd;
+mod explain_cmd;
+mod manifests;
+mod matrix_cmd;
 mod plugin_cmd;
+mod resolve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +37,10 @@ enum Command {
     /// Inspect, list and exercise backend plugins (.wasm components).
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
+    Resolve(resolve_cmd::ResolveArgs),
+    Explain(explain_cmd::ExplainArgs),
+    Matrix(matrix_cmd::MatrixArgs),
+    Conformance(conformance_cmd::ConformanceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +48,10 @@ fn main() -> std::process::ExitCode {
     init_logging(&cli.log, cli.log_json);
     let result = match cli.command {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
+        Command::Resolve(args) => resolve_cmd::run(args),
+        Command::Explain(args) => explain_cmd::run(args),
+        Command::Matrix(args) => matrix_cmd::run(args),
+        Command::Conformance(args) => conformance_cmd::run_cmd(args),
     };
     match result {
         Ok(code) => code,

@@ -128,7 +128,7 @@ impl<'a> ScenarioRun<'a> {
         message: String,
         ignored_kind: bool,
     ) {
-        tracing::warn!(scenario = %self.scenario.name, step, %object, "{message}");
+        tracing::debug!(scenario = %self.scenario.name, step, %object, "{message}");
         self.report.problems.push(Problem {
             scenario: self.scenario.name.clone(),
             file: self.file(),

@@ -1,0 +1,73 @@
+//! `palisade conformance`: scenario files judged against a backend.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use palisade_conformance::{backend_by_name, load, report, run, RunSettings, BACKENDS};
+
+use crate::manifests::BetaRuleArg;
+
+/// Report format.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Mismatches with traces, then `N passed, N failed`.
+    #[default]
+    Text,
+    /// Every expectation with its result.
+    Json,
+}
+
+/// Run conformance scenarios against a backend.
+///
+/// Each PATH is a scenario file (YAML or JSON, scenario format v1) or a
+/// directory searched recursively. Every scenario starts from its objects;
+/// steps apply and delete objects cumulatively and state expected verdicts,
+/// which the backend must reproduce. Invalid objects are reported (scenario,
+/// step, object, field) and skipped; the run goes on.
+///
+/// Exit status: 0 if every expectation passed, 1 otherwise.
+///
+/// Examples:
+///   palisade conformance tests/scenarios
+///   palisade conformance suite/ other.yaml --output json > results.json
+///   palisade conformance legacy/ --v1beta1-rule v1
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ConformanceArgs {
+    /// Scenario files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Backend to judge (only `reference`, the rule-set evaluator, so far).
+    #[arg(long, default_value = "reference")]
+    pub backend: String,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// When extensions/v1beta1 policies are in force.
+    #[arg(long = "v1beta1-rule", value_enum, default_value_t = BetaRuleArg::Beta)]
+    pub beta_rule: BetaRuleArg,
+}
+
+pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> {
+    let mut backend = backend_by_name(&args.backend).ok_or_else(|| {
+        anyhow!("--backend `{}` is unknown (known: {})", args.backend, BACKENDS.join(", "))
+    })?;
+    let mut scenarios = Vec::new();
+    for path in &args.paths {
+        scenarios.extend(
+            load(path).with_context(|| format!("cannot read scenarios from {}", path.display()))?,
+        );
+    }
+    let settings =
+        RunSettings { dialects: args.beta_rule.dialect_settings(), ..Default::default() };
+    let result = run(&scenarios, backend.as_mut(), &settings);
+    match args.output {
+        Format::Text => print!("{}", report::text(&result)),
+        Format::Json => println!("{}", report::json(&result)?),
+    }
+    Ok(if result.success() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
