@@ -34,7 +34,7 @@ fn ip(i: usize) -> IpAddr {
 
 fn pod(i: usize, app: usize) -> Pod {
     let ns = i % NAMESPACES;
-    let http = if i % 3 == 0 { 80 } else { 8080 };
+    let http = if i.is_multiple_of(3) { 80 } else { 8080 };
     Pod {
         namespace: format!("ns-{ns}"),
         name: format!("pod-{i}"),
