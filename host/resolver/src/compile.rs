@@ -85,7 +85,7 @@ impl Resolver {
         }
         let entry = self.compile(idx, policy);
         let subject = entry.subject;
-        self.policies[idx as usize] = Some(entry);
+        self.policies[idx as usize] = Some(Box::new(entry));
         if old_subject != Some(subject) {
             if let Some(old_subject) = old_subject {
                 self.set_subject(old_subject, idx, false);
@@ -115,9 +115,10 @@ impl Resolver {
         let Some(old) = self.policies.get_mut(idx as usize).and_then(Option::take) else {
             return;
         };
-        self.release_holdings(idx, old.holdings);
-        let entry = self.compile(idx, old.policy);
-        self.policies[idx as usize] = Some(entry);
+        let PolicyEntry { policy, holdings, .. } = *old;
+        self.release_holdings(idx, holdings);
+        let entry = self.compile(idx, policy);
+        self.policies[idx as usize] = Some(Box::new(entry));
         self.mark_subject_dirty(idx);
     }
 
@@ -132,7 +133,8 @@ impl Resolver {
             s.subject_of.remove(&idx);
         }
         for &member in &s.members {
-            let Some(entry) = self.pods.get_mut(member as usize).and_then(Option::as_mut) else {
+            let Some(entry) = self.pods.get_mut(member as usize).and_then(Option::as_deref_mut)
+            else {
                 continue;
             };
             if entry.endpoint.is_none() {
@@ -358,7 +360,7 @@ impl Resolver {
         let group = s.groups.entry((protocol, name.to_string())).or_insert_with(|| {
             let mut group = NamedGroup::default();
             for &member in &s.members {
-                let Some(entry) = self.pods.get(member as usize).and_then(Option::as_ref) else {
+                let Some(entry) = self.pods.get(member as usize).and_then(Option::as_deref) else {
                     continue;
                 };
                 if let Some(port) = named_port(&entry.pod, protocol, name) {

@@ -26,7 +26,7 @@ impl Resolver {
     }
 
     fn render_direction(&mut self, idx: PodIdx, direction: Direction) {
-        let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_ref) else {
+        let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_deref) else {
             return;
         };
         let Some(endpoint) = entry.endpoint else {
@@ -36,7 +36,7 @@ impl Resolver {
         let mut selecting: Vec<(TierRank, &ObjectRef, &[CompiledRule])> = entry
             .selected_by
             .iter()
-            .filter_map(|&p| self.policies.get(p as usize).and_then(Option::as_ref))
+            .filter_map(|&p| self.policies.get(p as usize).and_then(Option::as_deref))
             .filter_map(|p| {
                 p.compiled[d].as_deref().map(|rules| (p.policy.tier, &p.policy.object, rules))
             })

@@ -39,19 +39,23 @@ pub struct Resolver {
     pub(crate) settings: Settings,
     pub(crate) namespaces: HashMap<String, Namespace>,
     pub(crate) nodes: BTreeMap<String, Node>,
-    pub(crate) pods: Vec<Option<PodEntry>>,
+    /// Boxed, so that growing the table moves pointers, not entries.
+    pub(crate) pods: Vec<Option<Box<PodEntry>>>,
     free_pods: Vec<PodIdx>,
-    pod_index: HashMap<String, PodIdx>,
+    /// Ordered maps (here and for origins): no rehash of every key when
+    /// they grow.
+    pod_index: BTreeMap<String, PodIdx>,
     /// Live pods per namespace.
     pub(crate) pods_by_ns: HashMap<String, BTreeSet<PodIdx>>,
     next_endpoint: EndpointId,
     pub(crate) selectors: SelectorTable,
     pub(crate) sources: HashMap<SourceKey, Source>,
     pub(crate) sets: SetTable,
-    pub(crate) policies: Vec<Option<PolicyEntry>>,
+    /// Boxed, so that growing the table moves pointers, not entries.
+    pub(crate) policies: Vec<Option<Box<PolicyEntry>>>,
     pub(crate) free_policies: Vec<PolIdx>,
     pub(crate) policy_index: BTreeMap<ObjectRef, PolIdx>,
-    pub(crate) origins: HashMap<(ObjectRef, String), OriginId>,
+    pub(crate) origins: BTreeMap<(ObjectRef, String), OriginId>,
     pub(crate) out: Output,
     pub(crate) dirty_endpoints: BTreeSet<PodIdx>,
     pub(crate) dirty_selectors: BTreeSet<SelId>,
@@ -72,7 +76,7 @@ impl Resolver {
             nodes: BTreeMap::new(),
             pods: Vec::new(),
             free_pods: Vec::new(),
-            pod_index: HashMap::new(),
+            pod_index: BTreeMap::new(),
             pods_by_ns: HashMap::new(),
             next_endpoint: 0,
             selectors: SelectorTable::default(),
@@ -81,7 +85,7 @@ impl Resolver {
             policies: Vec::new(),
             free_policies: Vec::new(),
             policy_index: BTreeMap::new(),
-            origins: HashMap::new(),
+            origins: BTreeMap::new(),
             out: Output::default(),
             dirty_endpoints: BTreeSet::new(),
             dirty_selectors: BTreeSet::new(),
@@ -135,7 +139,7 @@ impl Resolver {
             .pod_index
             .get(pod)
             .and_then(|&i| self.pods.get(i as usize))
-            .and_then(Option::as_ref)
+            .and_then(Option::as_deref)
         else {
             return Vec::new();
         };
@@ -143,7 +147,7 @@ impl Resolver {
         let mut out: Vec<_> = entry
             .selected_by
             .iter()
-            .filter_map(|&p| self.policies.get(p as usize).and_then(Option::as_ref))
+            .filter_map(|&p| self.policies.get(p as usize).and_then(Option::as_deref))
             .filter(|p| p.compiled[d].is_some())
             .map(|p| (p.policy.tier, p.policy.object.clone()))
             .collect();
@@ -209,7 +213,7 @@ impl Resolver {
         };
         for sel in self.selectors.cluster_scoped() {
             for &idx in &pods {
-                let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_ref) else {
+                let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_deref) else {
                     continue;
                 };
                 let Some(s) = self.selectors.sels.get(&sel) else {
@@ -326,7 +330,8 @@ impl Resolver {
             });
             self.dirty_endpoints.insert(idx);
         }
-        self.pods[idx as usize] = Some(PodEntry { pod, live: new_live, endpoint, selected_by });
+        self.pods[idx as usize] =
+            Some(Box::new(PodEntry { pod, live: new_live, endpoint, selected_by }));
         if let Some(ns) = ns {
             let set = self.pods_by_ns.entry(ns).or_default();
             if new_live {
@@ -364,7 +369,7 @@ impl Resolver {
         if self.exempt.remove(&idx) {
             self.unpin_nodes();
         }
-        if let Some(entry) = self.pods.get_mut(idx as usize).and_then(Option::as_mut) {
+        if let Some(entry) = self.pods.get_mut(idx as usize).and_then(Option::as_deref_mut) {
             entry.endpoint = None;
             entry.selected_by.clear();
         }
@@ -382,7 +387,7 @@ impl Resolver {
     }
 
     fn change_member(&mut self, sel: SelId, idx: PodIdx, add: bool) {
-        let Some(entry) = self.pods.get_mut(idx as usize).and_then(Option::as_mut) else {
+        let Some(entry) = self.pods.get_mut(idx as usize).and_then(Option::as_deref_mut) else {
             return;
         };
         let Some(s) = self.selectors.sels.get_mut(&sel) else {
@@ -426,7 +431,7 @@ impl Resolver {
 
     /// Interns a selector and takes a reference to it.
     pub(crate) fn acquire_selector(&mut self, def: &PodSet) -> SelId {
-        if let Some(&id) = self.selectors.by_def.get(def) {
+        if let Some(id) = self.selectors.find(def) {
             if let Some(s) = self.selectors.sels.get_mut(&id) {
                 s.refs += 1;
             }
@@ -451,7 +456,7 @@ impl Resolver {
         if let Some(s) = self.selectors.sels.get_mut(&id) {
             s.refs = 1;
             for idx in members {
-                let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_ref) else {
+                let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_deref) else {
                     continue;
                 };
                 if def.pods.matches(&entry.pod.labels) {
@@ -538,7 +543,7 @@ impl Resolver {
 
     /// Marks every endpoint a policy selects for rendering.
     pub(crate) fn mark_subject_dirty(&mut self, pol: PolIdx) {
-        let Some(entry) = self.policies.get(pol as usize).and_then(Option::as_ref) else {
+        let Some(entry) = self.policies.get(pol as usize).and_then(Option::as_deref) else {
             return;
         };
         if let Some(s) = self.selectors.sels.get(&entry.subject) {
@@ -546,7 +551,7 @@ impl Resolver {
                 if self
                     .pods
                     .get(idx as usize)
-                    .and_then(Option::as_ref)
+                    .and_then(Option::as_deref)
                     .is_some_and(|p| p.endpoint.is_some())
                 {
                     self.dirty_endpoints.insert(idx);

@@ -2,6 +2,7 @@
 //! the selectors a changed pod may enter or leave.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 
 use palisade_model::policy::{Labels, Namespace, NamespaceScope, Pod, PodSet};
 use palisade_model::{Cidr, Protocol};
@@ -165,16 +166,29 @@ fn required_label(def: &PodSet) -> Option<(String, String)> {
 }
 
 /// Every interned selector, by definition and by scope.
+///
+/// The tables that grow with the number of selectors hold small entries
+/// (the definition index is keyed by a hash of the definition, selectors are
+/// boxed), so that growing one moves and rehashes words, not definitions:
+/// the event that crosses a capacity stays cheap.
 #[derive(Debug, Default)]
 pub(crate) struct SelectorTable {
     next_id: SelId,
-    pub(crate) by_def: HashMap<PodSet, SelId>,
-    pub(crate) sels: HashMap<SelId, Selector>,
+    hasher: RandomState,
+    /// Hash of a definition → the selectors with that hash.
+    by_def: HashMap<u64, Vec<SelId>>,
+    pub(crate) sels: HashMap<SelId, Box<Selector>>,
     by_namespace: HashMap<String, LabelIndex>,
     cluster: LabelIndex,
 }
 
 impl SelectorTable {
+    /// The selector with definition `def`, if interned.
+    pub(crate) fn find(&self, def: &PodSet) -> Option<SelId> {
+        let ids = self.by_def.get(&self.hasher.hash_one(def))?;
+        ids.iter().copied().find(|id| self.sels.get(id).is_some_and(|s| s.def == *def))
+    }
+
     /// Registers a new selector (members still empty); returns its id.
     pub(crate) fn create(&mut self, def: PodSet) -> SelId {
         let id = self.next_id;
@@ -185,8 +199,8 @@ impl SelectorTable {
             }
             NamespaceScope::Selector(_) => self.cluster.insert(id, &def),
         }
-        self.by_def.insert(def.clone(), id);
-        self.sels.insert(id, Selector::new(def));
+        self.by_def.entry(self.hasher.hash_one(&def)).or_default().push(id);
+        self.sels.insert(id, Box::new(Selector::new(def)));
         id
     }
 
@@ -195,7 +209,13 @@ impl SelectorTable {
         let Some(sel) = self.sels.remove(&id) else {
             return;
         };
-        self.by_def.remove(&sel.def);
+        let hash = self.hasher.hash_one(&sel.def);
+        if let Some(ids) = self.by_def.get_mut(&hash) {
+            ids.retain(|&i| i != id);
+            if ids.is_empty() {
+                self.by_def.remove(&hash);
+            }
+        }
         match &sel.def.namespaces {
             NamespaceScope::Named(ns) => {
                 if let Some(index) = self.by_namespace.get_mut(ns) {

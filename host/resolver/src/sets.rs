@@ -4,7 +4,7 @@
 //! source changes is updated in place (its id stays); a shared set is split
 //! off instead, so that the other sources keep their addresses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use palisade_model::{Cidr, SetId};
 
@@ -13,7 +13,8 @@ use crate::output::Output;
 #[derive(Debug, Default)]
 pub(crate) struct SetTable {
     next_id: SetId,
-    by_content: HashMap<Vec<Cidr>, SetId>,
+    /// Ordered: growing it does not rehash every set's content.
+    by_content: BTreeMap<Vec<Cidr>, SetId>,
     /// Number of sources mapped to each set.
     refs: HashMap<SetId, u32>,
 }
