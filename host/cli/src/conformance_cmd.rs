@@ -29,6 +29,7 @@ pub enum Format {
 ///
 /// Examples:
 ///   palisade conformance tests/scenarios
+///   palisade conformance --verbose tests/scenarios/walkthroughs
 ///   palisade conformance suite/ other.yaml --output json > results.json
 ///   palisade conformance legacy/ --v1beta1-rule v1
 #[derive(clap::Args, Debug)]
@@ -46,6 +47,9 @@ pub struct ConformanceArgs {
     /// When extensions/v1beta1 policies are in force.
     #[arg(long = "v1beta1-rule", value_enum, default_value_t = BetaRuleArg::Beta)]
     pub beta_rule: BetaRuleArg,
+    /// Print every step and every expectation, not only the mismatches.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -62,6 +66,7 @@ pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> 
         RunSettings { dialects: args.beta_rule.dialect_settings(), ..Default::default() };
     let result = run(&scenarios, backend.as_mut(), &settings);
     match args.output {
+        Format::Text if args.verbose => print!("{}", report::text_verbose(&result)),
         Format::Text => print!("{}", report::text(&result)),
         Format::Json => println!("{}", report::json(&result)?),
     }

@@ -2,11 +2,17 @@
 
 use std::fmt::Write;
 
-use crate::runner::RunReport;
+use crate::runner::{ExpectationResult, RunReport};
 
-/// Mismatches (with trace), problems, and a closing `N passed, N failed`.
+/// One line per scenario, then problems, mismatches (with trace), and a
+/// closing `N passed, N failed`.
 pub fn text(report: &RunReport) -> String {
     let mut s = String::new();
+    for (scenario, results) in by_scenario(report) {
+        let failed = results.iter().filter(|r| !r.passed).count();
+        let status = if failed == 0 { "PASS" } else { "FAIL" };
+        let _ = writeln!(s, "{status} {scenario} ({} checks, {failed} failed)", results.len());
+    }
     for p in &report.problems {
         // The message names the object and the field already.
         let what = if p.ignored_kind { "ignored" } else { "rejected" };
@@ -47,6 +53,54 @@ pub fn text(report: &RunReport) -> String {
         }
     }
     let _ = writeln!(s, "{} passed, {} failed", report.passed, report.failed);
+    s
+}
+
+/// Results grouped by scenario, in run order.
+fn by_scenario(report: &RunReport) -> Vec<(&str, Vec<&ExpectationResult>)> {
+    let mut groups: Vec<(&str, Vec<&ExpectationResult>)> = Vec::new();
+    for r in &report.results {
+        match groups.last_mut() {
+            Some((name, list)) if *name == r.scenario => list.push(r),
+            _ => groups.push((&r.scenario, vec![r])),
+        }
+    }
+    groups
+}
+
+/// Every step of every scenario with each expectation and its outcome, then
+/// the summary of [`text`].
+pub fn text_verbose(report: &RunReport) -> String {
+    let mut s = String::new();
+    for (scenario, results) in by_scenario(report) {
+        let _ = writeln!(s, "scenario {scenario}");
+        let mut step = usize::MAX;
+        for r in results {
+            if r.step != step {
+                step = r.step;
+                let _ =
+                    writeln!(s, "  step {}: {}", r.step, r.description.as_deref().unwrap_or(""));
+            }
+            let e = &r.expectation;
+            let seen = match r.observed {
+                Some(o) => verdict(o),
+                None => "not probed",
+            };
+            let _ = writeln!(
+                s,
+                "    {} {:<24} -> {:<24} {:>5}/{:<4} expected {:<7} saw {}",
+                if r.passed { "ok  " } else { "FAIL" },
+                e.from,
+                e.to,
+                e.port,
+                e.protocol,
+                verdict(e.allowed),
+                seen
+            );
+        }
+    }
+    s.push('\n');
+    s.push_str(&text(report));
     s
 }
 

@@ -9,11 +9,18 @@ use crate::policy::{Namespace, Node, ObjectRef, Pod, Policy};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelEvent {
     NamespaceUpserted(Namespace),
-    NamespaceDeleted { name: String },
+    NamespaceDeleted {
+        name: String,
+    },
     PodUpserted(Pod),
-    PodDeleted { namespace: String, name: String },
+    PodDeleted {
+        namespace: String,
+        name: String,
+    },
     NodeUpserted(Node),
-    NodeDeleted { name: String },
+    NodeDeleted {
+        name: String,
+    },
     /// A policy created or replaced; identity is `policy.object`.
     PolicyUpserted(Policy),
     PolicyDeleted(ObjectRef),

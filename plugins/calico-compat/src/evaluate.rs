@@ -96,8 +96,8 @@ fn judge(
                 Peer::Any => true,
                 Peer::Set(id) => set_has(state, id, peer),
             };
-            let port_ok = rule.ports.is_empty()
-                || rule.ports.iter().any(|p| {
+            let port_ok = rule.ports.count == 0
+                || palisade_plugin_sdk::rule_ports(policy, rule).iter().any(|p| {
                     p.protocol == flow.protocol && p.first <= flow.port && flow.port <= p.last
                 });
             if !(peer_ok && port_ok) {

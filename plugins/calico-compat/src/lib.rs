@@ -9,14 +9,8 @@
 
 mod evaluate;
 
-use std::cell::RefCell;
-
 use palisade_plugin_sdk::types::{Delta, Error, Flow, PluginInfo, RuleSet, Verdict};
-use palisade_plugin_sdk::{export, AppliedState, Guest};
-
-thread_local! {
-    static STATE: RefCell<AppliedState> = RefCell::new(AppliedState::default());
-}
+use palisade_plugin_sdk::{applied, export, Guest};
 
 struct CalicoCompat;
 
@@ -43,21 +37,21 @@ impl Guest for CalicoCompat {
     }
 
     fn apply(rules: RuleSet) -> Result<(), Error> {
-        STATE.with(|s| s.borrow_mut().apply(rules));
+        applied::apply(rules);
         Ok(())
     }
 
     fn update(change: Delta) -> Result<(), Error> {
-        STATE.with(|s| s.borrow_mut().update(change))
+        applied::update(change)
     }
 
     fn reset() -> Result<(), Error> {
-        STATE.with(|s| s.borrow_mut().clear());
+        applied::clear();
         Ok(())
     }
 
     fn evaluate(flow: Flow) -> Result<Verdict, Error> {
-        STATE.with(|s| evaluate::verdict(&s.borrow(), &flow))
+        applied::with(|s| evaluate::verdict(s, &flow))
     }
 }
 

@@ -5,14 +5,8 @@
 //! through the host's `bpf` capability is the next step (see the project's
 //! issues).
 
-use std::cell::RefCell;
-
 use palisade_plugin_sdk::types::{Delta, Error, Flow, PluginInfo, RuleSet, Verdict};
-use palisade_plugin_sdk::{export, AppliedState, Guest};
-
-thread_local! {
-    static STATE: RefCell<AppliedState> = RefCell::new(AppliedState::default());
-}
+use palisade_plugin_sdk::{applied, export, Guest};
 
 struct Ebpf;
 
@@ -36,9 +30,8 @@ impl Guest for Ebpf {
     }
 
     fn apply(rules: RuleSet) -> Result<(), Error> {
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            s.apply(rules);
+        applied::apply(rules);
+        applied::with(|s| {
             palisade_plugin_sdk::info(&format!(
                 "generation {}: {} endpoint policies",
                 s.generation,
@@ -49,11 +42,11 @@ impl Guest for Ebpf {
     }
 
     fn update(change: Delta) -> Result<(), Error> {
-        STATE.with(|s| s.borrow_mut().update(change))
+        applied::update(change)
     }
 
     fn reset() -> Result<(), Error> {
-        STATE.with(|s| s.borrow_mut().clear());
+        applied::clear();
         Ok(())
     }
 

@@ -8,10 +8,9 @@
 use std::cell::RefCell;
 
 use palisade_plugin_sdk::types::{Delta, Error, Flow, PluginInfo, RuleSet, Verdict};
-use palisade_plugin_sdk::{export, AppliedState, Guest};
+use palisade_plugin_sdk::{applied, export, Guest};
 
 thread_local! {
-    static STATE: RefCell<AppliedState> = RefCell::new(AppliedState::default());
     static TABLE: RefCell<String> = RefCell::new(String::from("palisade"));
 }
 
@@ -42,9 +41,8 @@ impl Guest for Nftables {
     }
 
     fn apply(rules: RuleSet) -> Result<(), Error> {
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            s.apply(rules);
+        applied::apply(rules);
+        applied::with(|s| {
             let table = TABLE.with(|t| t.borrow().clone());
             palisade_plugin_sdk::info(&format!(
                 "generation {}: {} endpoints, {} address sets, {} rules for table inet {table}",
@@ -58,11 +56,11 @@ impl Guest for Nftables {
     }
 
     fn update(change: Delta) -> Result<(), Error> {
-        STATE.with(|s| s.borrow_mut().update(change))
+        applied::update(change)
     }
 
     fn reset() -> Result<(), Error> {
-        STATE.with(|s| s.borrow_mut().clear());
+        applied::clear();
         Ok(())
     }
 

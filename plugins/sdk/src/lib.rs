@@ -22,9 +22,17 @@ mod state;
 pub use exports::palisade::backend::backend::Guest;
 pub use palisade::backend::types;
 pub use palisade::backend::{bpf, log as host_log, nft};
-pub use state::AppliedState;
+pub use state::{applied, AppliedState};
 
-use palisade::backend::types::{Error, ErrorCode};
+use palisade::backend::types::{EndpointPolicy, Error, ErrorCode, PortRange, Rule};
+
+/// The port ranges of `rule`, a rule of `policy` (empty: every port of every
+/// protocol). A span outside the policy's table yields no ranges.
+pub fn rule_ports<'a>(policy: &'a EndpointPolicy, rule: &Rule) -> &'a [PortRange] {
+    let first = rule.ports.first as usize;
+    let end = first.saturating_add(rule.ports.count as usize);
+    policy.ports.get(first..end).unwrap_or(&[])
+}
 
 /// The WIT package version these bindings were generated from.
 pub const WIT_VERSION: &str = "0.1.0";

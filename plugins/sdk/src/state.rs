@@ -109,3 +109,36 @@ impl AppliedState {
         self.policies.values().flat_map(|p| &p.tiers).map(|t| t.rules.len()).sum()
     }
 }
+
+std::thread_local! {
+    static APPLIED: std::cell::RefCell<AppliedState> =
+        std::cell::RefCell::new(AppliedState::default());
+}
+
+/// The instance's own [`AppliedState`]: most plugins keep exactly one, and
+/// these helpers spare each of them the bookkeeping. A component instance is
+/// single-threaded, so a thread-local is the instance's state.
+pub mod applied {
+    use super::{AppliedState, APPLIED};
+    use crate::types::{Delta, Error, RuleSet};
+
+    /// Records a full rule set.
+    pub fn apply(rules: RuleSet) {
+        APPLIED.with(|s| s.borrow_mut().apply(rules));
+    }
+
+    /// Records a delta (refused, with the state untouched, if it does not fit).
+    pub fn update(change: Delta) -> Result<(), Error> {
+        APPLIED.with(|s| s.borrow_mut().update(change))
+    }
+
+    /// Forgets everything.
+    pub fn clear() {
+        APPLIED.with(|s| s.borrow_mut().clear());
+    }
+
+    /// Reads the state.
+    pub fn with<R>(f: impl FnOnce(&AppliedState) -> R) -> R {
+        APPLIED.with(|s| f(&s.borrow()))
+    }
+}

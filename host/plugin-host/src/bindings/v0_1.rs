@@ -61,7 +61,13 @@ fn endpoint(e: &m::Endpoint) -> types::Endpoint {
     types::Endpoint { id: e.id, name: e.name.clone(), v4, v6 }
 }
 
-fn rule(r: &m::Rule) -> types::Rule {
+fn rule(r: &m::Rule, ports: &mut Vec<types::PortRange>) -> types::Rule {
+    let first = ports.len() as u32;
+    ports.extend(r.ports.iter().map(|p| types::PortRange {
+        protocol: protocol(p.protocol),
+        first: p.first,
+        last: p.last,
+    }));
     types::Rule {
         action: match r.action {
             m::Action::Allow => types::Action::Allow,
@@ -73,35 +79,25 @@ fn rule(r: &m::Rule) -> types::Rule {
             m::Peer::Any => types::Peer::Any,
             m::Peer::Set(id) => types::Peer::Set(id),
         },
-        ports: r
-            .ports
-            .iter()
-            .map(|p| types::PortRange {
-                protocol: protocol(p.protocol),
-                first: p.first,
-                last: p.last,
-            })
-            .collect(),
+        ports: types::PortSpan { first, count: r.ports.len() as u32 },
         origin: r.origin,
     }
 }
 
 fn policy(p: &m::EndpointPolicy) -> types::EndpointPolicy {
-    types::EndpointPolicy {
-        endpoint: p.endpoint,
-        direction: direction(p.direction),
-        tiers: p
-            .tiers
-            .iter()
-            .map(|t| types::Tier {
-                rules: t.rules.iter().map(rule).collect(),
-                no_match: match t.no_match {
-                    m::NoMatch::NextTier => types::NoMatch::NextTier,
-                    m::NoMatch::Deny => types::NoMatch::Deny,
-                },
-            })
-            .collect(),
-    }
+    let mut ports = Vec::new();
+    let tiers = p
+        .tiers
+        .iter()
+        .map(|t| types::Tier {
+            rules: t.rules.iter().map(|r| rule(r, &mut ports)).collect(),
+            no_match: match t.no_match {
+                m::NoMatch::NextTier => types::NoMatch::NextTier,
+                m::NoMatch::Deny => types::NoMatch::Deny,
+            },
+        })
+        .collect();
+    types::EndpointPolicy { endpoint: p.endpoint, direction: direction(p.direction), tiers, ports }
 }
 
 fn origin(o: &m::Origin) -> types::Origin {
