@@ -74,6 +74,8 @@ pub fn text_verbose(report: &RunReport) -> String {
     let mut s = String::new();
     for (scenario, results) in by_scenario(report) {
         let _ = writeln!(s, "scenario {scenario}");
+        let from_w = results.iter().map(|r| r.expectation.from.len()).max().unwrap_or(0);
+        let to_w = results.iter().map(|r| r.expectation.to.len()).max().unwrap_or(0);
         let mut step = usize::MAX;
         for r in results {
             if r.step != step {
@@ -88,7 +90,7 @@ pub fn text_verbose(report: &RunReport) -> String {
             };
             let _ = writeln!(
                 s,
-                "    {} {:<24} -> {:<24} {:>5}/{:<4} expected {:<7} saw {}",
+                "    {} {:<from_w$} -> {:<to_w$} {:>5}/{:<4} expected {:<7} saw {}",
                 if r.passed { "ok  " } else { "FAIL" },
                 e.from,
                 e.to,
