@@ -27,6 +27,10 @@ pub struct StepState<'a> {
     pub rule_set: &'a RuleSet,
     /// The change from the rule set the backend was last given.
     pub delta: &'a Delta,
+    /// The scenario's endpoints outside the cluster (`ip:...`, `node:...`)
+    /// that its expectations name and that resolve at this step: a
+    /// dataplane backend gives each a host of its own.
+    pub externals: &'a [ProbeEnd],
 }
 
 /// One end of a probe.
@@ -76,6 +80,13 @@ pub trait Backend {
 
     /// Answers one probe against the last programmed state.
     fn probe(&mut self, probe: &Probe) -> Result<Observation, BackendError>;
+
+    /// Answers every probe of a step. The default asks one at a time; a
+    /// dataplane backend sends them all at once (a denied probe costs its
+    /// whole timeout).
+    fn probe_many(&mut self, probes: &[Probe]) -> Vec<Result<Observation, BackendError>> {
+        probes.iter().map(|p| self.probe(p)).collect()
+    }
 }
 
 /// The reference backend: the reference evaluator over a copy of the rule

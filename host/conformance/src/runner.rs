@@ -10,7 +10,7 @@ use palisade_store::{describe, ObjectKey, Store};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backend::{Backend, Probe, ProbeEnd, StepState};
+use crate::backend::{Backend, BackendError, Observation, Probe, ProbeEnd, StepState};
 use crate::scenario::{Expectation, Scenario};
 
 /// How scenarios are compiled and resolved.
@@ -189,14 +189,32 @@ impl<'a> ScenarioRun<'a> {
         self.resolver.handle_all(events);
     }
 
+    /// The `ip:` and `node:` ends the scenario's expectations name, as they
+    /// resolve against the current objects.
+    fn externals(&self) -> Vec<ProbeEnd> {
+        let mut names: Vec<&str> = self
+            .scenario
+            .steps
+            .iter()
+            .flat_map(|s| &s.expect)
+            .flat_map(|e| [e.from.as_str(), e.to.as_str()])
+            .filter(|n| n.starts_with("ip:") || n.starts_with("node:"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter().filter_map(|n| self.end(n).ok()).collect()
+    }
+
     fn program(&mut self, backend: &mut dyn Backend, step: usize) -> Result<(), String> {
         let delta = self.resolver.take_delta();
+        let externals = self.externals();
         let state = StepState {
             scenario: &self.scenario.name,
             step,
             store: &self.store,
             rule_set: self.resolver.rule_set(),
             delta: &delta,
+            externals: &externals,
         };
         backend.program(&state).map_err(|e| e.to_string())
     }
@@ -211,60 +229,70 @@ impl<'a> ScenarioRun<'a> {
             if backend_error.is_none() {
                 backend_error = self.program(backend, index).err();
             }
-            for expectation in &step.expect {
-                if expectation.from == expectation.to {
-                    continue; // Traffic from a pod to itself is never judged.
+            // Traffic from a pod to itself is never judged.
+            let judged: Vec<&Expectation> = step.expect.iter().filter(|e| e.from != e.to).collect();
+            let mut results = Vec::with_capacity(judged.len());
+            let mut probes = Vec::new();
+            let mut probe_of = Vec::with_capacity(judged.len());
+            for expectation in &judged {
+                let mut result = ExpectationResult {
+                    scenario: self.scenario.name.clone(),
+                    file: self.file(),
+                    step: index,
+                    description: step.description.clone(),
+                    expectation: (*expectation).clone(),
+                    observed: None,
+                    passed: false,
+                    error: backend_error.clone(),
+                    trace: None,
+                };
+                match (self.end(&expectation.from), self.end(&expectation.to)) {
+                    (Ok(from), Ok(to)) if backend_error.is_none() => {
+                        probe_of.push(Some(probes.len()));
+                        probes.push(Probe {
+                            from,
+                            to,
+                            protocol: expectation.protocol,
+                            port: expectation.port,
+                        });
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        result.error = Some(e);
+                        probe_of.push(None);
+                    }
+                    _ => probe_of.push(None),
                 }
-                let result = self.check(
-                    backend,
-                    index,
-                    step.description.clone(),
-                    expectation,
-                    backend_error.as_deref(),
-                );
-                self.report.results.push(result);
+                results.push(result);
             }
+            let mut answers = backend.probe_many(&probes).into_iter();
+            for (result, slot) in results.iter_mut().zip(&probe_of) {
+                if let Some(i) = slot {
+                    let answer = answers.next().unwrap_or_else(|| {
+                        Err(BackendError {
+                            backend: backend.name().to_string(),
+                            message: "no answer for this probe".into(),
+                        })
+                    });
+                    self.judge(result, &probes[*i], answer);
+                }
+            }
+            self.report.results.extend(results);
         }
     }
 
-    fn check(
+    fn judge(
         &self,
-        backend: &mut dyn Backend,
-        step: usize,
-        description: Option<String>,
-        expectation: &Expectation,
-        backend_error: Option<&str>,
-    ) -> ExpectationResult {
-        let mut result = ExpectationResult {
-            scenario: self.scenario.name.clone(),
-            file: self.file(),
-            step,
-            description,
-            expectation: expectation.clone(),
-            observed: None,
-            passed: false,
-            error: None,
-            trace: None,
-        };
-        let probe = match (self.end(&expectation.from), self.end(&expectation.to)) {
-            (Ok(from), Ok(to)) => {
-                Probe { from, to, protocol: expectation.protocol, port: expectation.port }
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                result.error = Some(e);
-                return result;
-            }
-        };
-        if let Some(e) = backend_error {
-            result.error = Some(e.to_string());
-            return result;
-        }
-        match backend.probe(&probe) {
+        result: &mut ExpectationResult,
+        probe: &Probe,
+        answer: Result<Observation, BackendError>,
+    ) {
+        let expectation = &result.expectation;
+        match answer {
             Ok(observation) => {
-                result.observed = Some(observation.allowed);
                 result.passed = observation.allowed == expectation.allowed;
+                result.observed = Some(observation.allowed);
                 if !result.passed {
-                    let mut trace = self.reference_trace(&probe);
+                    let mut trace = self.reference_trace(probe);
                     if let Some(detail) = observation.detail {
                         trace.push_str(&format!("  backend: {detail}\n"));
                     }
@@ -273,7 +301,6 @@ impl<'a> ScenarioRun<'a> {
             }
             Err(e) => result.error = Some(e.to_string()),
         }
-        result
     }
 
     /// The reference evaluator's explanation of a probe.
