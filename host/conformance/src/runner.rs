@@ -2,10 +2,9 @@
 
 use std::net::IpAddr;
 
-use palisade_dialects::Compiler;
 use palisade_evaluator::{explain, Evaluator, Flow};
 use palisade_model::Direction;
-use palisade_resolver::Resolver;
+use palisade_pipeline::Pipeline;
 use palisade_store::{describe, ObjectKey, Store};
 use serde::Serialize;
 use serde_json::Value;
@@ -87,22 +86,7 @@ pub fn run(scenarios: &[Scenario], backend: &mut dyn Backend, settings: &RunSett
 struct ScenarioRun<'a> {
     scenario: &'a Scenario,
     report: &'a mut RunReport,
-    store: Store,
-    compiler: Compiler,
-    resolver: Resolver,
-}
-
-/// Order of application inside one list: namespaces, nodes, pods, the rest.
-fn rank(object: &Value) -> u8 {
-    match (
-        object.get("apiVersion").and_then(Value::as_str),
-        object.get("kind").and_then(Value::as_str),
-    ) {
-        (Some("v1"), Some("Namespace")) => 0,
-        (Some("v1"), Some("Node")) => 1,
-        (Some("v1"), Some("Pod")) => 2,
-        _ => 3,
-    }
+    pipeline: Pipeline,
 }
 
 impl<'a> ScenarioRun<'a> {
@@ -110,9 +94,7 @@ impl<'a> ScenarioRun<'a> {
         ScenarioRun {
             scenario,
             report,
-            store: Store::new(),
-            compiler: Compiler::new(settings.dialects),
-            resolver: Resolver::new(settings.resolver.clone()),
+            pipeline: Pipeline::new(settings.dialects, settings.resolver.clone()),
         }
     }
 
@@ -141,52 +123,27 @@ impl<'a> ScenarioRun<'a> {
     }
 
     fn apply_objects(&mut self, step: usize, objects: &[Value]) {
-        let mut ordered: Vec<&Value> = objects.iter().collect();
-        ordered.sort_by_key(|o| rank(o));
-        let mut events = Vec::new();
-        for object in ordered {
-            match self.compiler.apply_stored(&mut self.store, object.clone()) {
-                Ok((_, compiled)) => {
-                    self.report.warnings.extend(
-                        compiled
-                            .warnings
-                            .iter()
-                            .map(|w| format!("{} (step {step}): {w}", self.scenario.name)),
-                    );
-                    events.extend(compiled.events);
-                }
-                Err(e) => {
-                    let name =
-                        e.object().map(ToString::to_string).unwrap_or_else(|| describe(object));
-                    let field = e.field().map(str::to_string);
-                    let ignored = e.is_unsupported_kind();
-                    self.problem(step, name, field, e.to_string(), ignored);
-                }
-            }
+        let outcome = self.pipeline.apply(objects.iter().cloned());
+        self.report.warnings.extend(
+            outcome.warnings.iter().map(|w| format!("{} (step {step}): {w}", self.scenario.name)),
+        );
+        for r in outcome.rejected {
+            self.problem(step, r.object, r.field, r.message, r.unsupported_kind);
         }
-        self.resolver.handle_all(events);
     }
 
     fn delete_objects(&mut self, step: usize, refs: &[Value]) {
-        let mut events = Vec::new();
+        let mut keys = Vec::new();
         for reference in refs {
             match ObjectKey::of_delete_ref(reference) {
-                Ok(key) => {
-                    if !self.store.contains(&key) {
-                        self.problem(
-                            step,
-                            key.to_string(),
-                            None,
-                            "delete of an object that does not exist".into(),
-                            false,
-                        );
-                    }
-                    events.extend(self.compiler.delete_stored(&mut self.store, &key));
-                }
+                Ok(key) => keys.push(key),
                 Err(e) => self.problem(step, describe(reference), None, e.to_string(), false),
             }
         }
-        self.resolver.handle_all(events);
+        for key in self.pipeline.delete(&keys) {
+            let message = "delete of an object that does not exist".to_string();
+            self.problem(step, key.to_string(), None, message, false);
+        }
     }
 
     /// The `ip:` and `node:` ends the scenario's expectations name, as they
@@ -206,13 +163,13 @@ impl<'a> ScenarioRun<'a> {
     }
 
     fn program(&mut self, backend: &mut dyn Backend, step: usize) -> Result<(), String> {
-        let delta = self.resolver.take_delta();
+        let delta = self.pipeline.take_delta();
         let externals = self.externals();
         let state = StepState {
             scenario: &self.scenario.name,
             step,
-            store: &self.store,
-            rule_set: self.resolver.rule_set(),
+            store: self.pipeline.store(),
+            rule_set: self.pipeline.rule_set(),
             delta: &delta,
             externals: &externals,
         };
@@ -305,14 +262,14 @@ impl<'a> ScenarioRun<'a> {
 
     /// The reference evaluator's explanation of a probe.
     fn reference_trace(&self, probe: &Probe) -> String {
-        let rules = self.resolver.rule_set();
+        let rules = self.pipeline.rule_set();
         let trace = Evaluator::new(rules).evaluate(Flow {
             source: probe.from.address,
             destination: probe.to.address,
             protocol: probe.protocol,
             port: probe.port,
         });
-        let resolver = &self.resolver;
+        let resolver = self.pipeline.resolver();
         explain(&trace, &|endpoint, direction: Direction| {
             resolver
                 .selecting(&endpoint.name, direction)
@@ -324,7 +281,7 @@ impl<'a> ScenarioRun<'a> {
 
     /// Resolves `ns/pod`, `ip:ADDR` or `node:NAME` to an address.
     fn end(&self, name: &str) -> Result<ProbeEnd, String> {
-        resolve_end(&self.store, name)
+        resolve_end(self.pipeline.store(), name)
     }
 }
 

@@ -1,0 +1,162 @@
+//! The pipeline every front end shares: Kubernetes objects go into the store
+//! (with the API server's defaulting), through the dialect compilers, into
+//! the resolver; out come the node's rule set and the deltas between
+//! generations.
+//!
+//! Objects of one batch are applied namespaces first, then nodes, pods and
+//! policies, so that a policy never arrives before the namespace whose
+//! annotation decides whether it is in force. Every model event of a batch
+//! reaches the resolver at once, so a batch bumps the generation once.
+//! Invalid objects are reported one by one and skipped: nothing of them is
+//! applied, and the rest of the batch is.
+
+use palisade_dialects::{Compiler, Warning};
+use palisade_model::{Delta, RuleSet};
+use palisade_resolver::Resolver;
+use palisade_store::{describe, ObjectKey, Store};
+use serde_json::Value;
+
+/// An object that was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// `Kind.group namespace/name`, or a description of the raw object.
+    pub object: String,
+    /// The field at fault, when known.
+    pub field: Option<String>,
+    /// The error, naming the object and the field.
+    pub message: String,
+    /// True for a kind Palisade does not read (ignored rather than invalid).
+    pub unsupported_kind: bool,
+}
+
+/// What a batch left to report.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub warnings: Vec<Warning>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Apply order inside one batch: namespaces, nodes, pods, everything else.
+pub fn rank(object: &Value) -> u8 {
+    let api = object.get("apiVersion").and_then(Value::as_str);
+    match (api, object.get("kind").and_then(Value::as_str)) {
+        (Some("v1"), Some("Namespace")) => 0,
+        (Some("v1"), Some("Node")) => 1,
+        (Some("v1"), Some("Pod")) => 2,
+        _ => 3,
+    }
+}
+
+pub struct Pipeline {
+    store: Store,
+    compiler: Compiler,
+    resolver: Resolver,
+}
+
+impl Pipeline {
+    pub fn new(
+        dialects: palisade_dialects::Settings,
+        resolver: palisade_resolver::Settings,
+    ) -> Pipeline {
+        Pipeline {
+            store: Store::new(),
+            compiler: Compiler::new(dialects),
+            resolver: Resolver::new(resolver),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The current rule set.
+    pub fn rule_set(&self) -> &RuleSet {
+        self.resolver.rule_set()
+    }
+
+    /// What changed since the last call.
+    pub fn take_delta(&mut self) -> Delta {
+        self.resolver.take_delta()
+    }
+
+    /// Creates or replaces objects, as one batch.
+    pub fn apply(&mut self, objects: impl IntoIterator<Item = Value>) -> Outcome {
+        let mut objects: Vec<Value> = objects.into_iter().collect();
+        objects.sort_by_key(rank);
+        let mut outcome = Outcome::default();
+        let mut events = Vec::new();
+        for object in objects {
+            let fallback = describe(&object);
+            match self.compiler.apply_stored(&mut self.store, object) {
+                Ok((_, compiled)) => {
+                    outcome.warnings.extend(compiled.warnings);
+                    events.extend(compiled.events);
+                }
+                Err(e) => outcome.rejected.push(Rejected {
+                    object: e.object().map(ToString::to_string).unwrap_or(fallback),
+                    field: e.field().map(str::to_string),
+                    message: e.to_string(),
+                    unsupported_kind: e.is_unsupported_kind(),
+                }),
+            }
+        }
+        self.resolver.handle_all(events);
+        outcome
+    }
+
+    /// Deletes objects by key, as one batch; returns the keys that did not
+    /// exist.
+    pub fn delete<'k>(&mut self, keys: impl IntoIterator<Item = &'k ObjectKey>) -> Vec<ObjectKey> {
+        let mut missing = Vec::new();
+        let mut events = Vec::new();
+        for key in keys {
+            if !self.store.contains(key) {
+                missing.push(key.clone());
+            }
+            events.extend(self.compiler.delete_stored(&mut self.store, key));
+        }
+        self.resolver.handle_all(events);
+        missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_batch_applies_namespaces_before_policies_and_reports_invalid_objects() {
+        let mut p = Pipeline::new(Default::default(), Default::default());
+        let out = p.apply([
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                   "metadata": {"name": "deny", "namespace": "a"}, "spec": {"podSelector": {}}}),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                   "metadata": {"name": "bad", "namespace": "a"},
+                   "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 0}]}]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "a"},
+                   "status": {"podIP": "10.0.0.1"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}),
+        ]);
+        assert_eq!(out.rejected.len(), 1);
+        assert!(out.rejected[0].message.contains("bad"), "{:?}", out.rejected);
+        assert_eq!(out.rejected[0].field.as_deref(), Some("spec.ingress[0].ports[0].port"));
+        let rs = p.rule_set();
+        assert_eq!(rs.endpoints.len(), 1);
+        assert_eq!(rs.policies.len(), 1, "the pod is isolated by `deny`, not by `bad`");
+        let generation = rs.generation;
+        assert!(!p.take_delta().is_empty());
+
+        let missing = p.delete(&[
+            ObjectKey::new("networking.k8s.io", "NetworkPolicy", Some("a"), "deny"),
+            ObjectKey::new("networking.k8s.io", "NetworkPolicy", Some("a"), "never-was"),
+        ]);
+        assert_eq!(missing.len(), 1);
+        assert!(p.rule_set().policies.is_empty());
+        assert_eq!(p.rule_set().generation, generation + 1);
+    }
+}
