@@ -19,6 +19,8 @@ use serde_json::Value;
 /// An object that was not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// Position of the object in the batch as given to [`Pipeline::apply`].
+    pub index: usize,
     /// `Kind.group namespace/name`, or a description of the raw object.
     pub object: String,
     /// The field at fault, when known.
@@ -85,11 +87,11 @@ impl Pipeline {
 
     /// Creates or replaces objects, as one batch.
     pub fn apply(&mut self, objects: impl IntoIterator<Item = Value>) -> Outcome {
-        let mut objects: Vec<Value> = objects.into_iter().collect();
-        objects.sort_by_key(rank);
+        let mut objects: Vec<(usize, Value)> = objects.into_iter().enumerate().collect();
+        objects.sort_by_key(|(_, o)| rank(o));
         let mut outcome = Outcome::default();
         let mut events = Vec::new();
-        for object in objects {
+        for (index, object) in objects {
             let fallback = describe(&object);
             match self.compiler.apply_stored(&mut self.store, object) {
                 Ok((_, compiled)) => {
@@ -97,6 +99,7 @@ impl Pipeline {
                     events.extend(compiled.events);
                 }
                 Err(e) => outcome.rejected.push(Rejected {
+                    index,
                     object: e.object().map(ToString::to_string).unwrap_or(fallback),
                     field: e.field().map(str::to_string),
                     message: e.to_string(),
@@ -143,6 +146,7 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}),
         ]);
         assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].index, 1);
         assert!(out.rejected[0].message.contains("bad"), "{:?}", out.rejected);
         assert_eq!(out.rejected[0].field.as_deref(), Some("spec.ingress[0].ports[0].port"));
         let rs = p.rule_set();

@@ -138,6 +138,13 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> 
     Ok(())
 }
 
+/// True for a file name the directory source reads (`.yaml`, `.yml`, `.json`;
+/// names starting with `.` are not read).
+pub fn is_manifest_file(path: &Path) -> bool {
+    let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+    !hidden && has_manifest_extension(path)
+}
+
 fn has_manifest_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
