@@ -240,3 +240,29 @@ impl NftProvider for NftDataplane {
         self.delete(plugin, family, name).map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_refusal_reads_plugin_command_and_table() {
+        let grants = TableGrants::new().grant("hostile", "inet hostile".parse().unwrap());
+        // Never runs nft: the batch is refused by the check.
+        let nft =
+            NftDataplane::new(Some("/nonexistent".into()), grants).with_nft_binary("/nonexistent");
+        let batch = json!({"nftables": [
+            {"add": {"table": {"family": "inet", "name": "hostile"}}},
+            {"add": {"chain": {"family": "inet", "table": "hostile", "name": "c"}}},
+            {"add": {"table": {"family": "inet", "name": "not-mine"}}}
+        ]});
+        let err = nft.apply_batch("hostile", &batch.to_string()).unwrap_err();
+        assert_eq!(
+            err,
+            "nft capability: plugin `hostile`: batch refused, command 2 (table inet not-mine): \
+             `add table`: table inet not-mine is not granted to the plugin (its tables: inet hostile)"
+        );
+        assert_eq!(nft.stats().batches_refused.load(Ordering::Relaxed), 1);
+    }
+}
