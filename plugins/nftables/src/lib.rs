@@ -1,20 +1,64 @@
-//! The nftables backend plugin.
+//! The nftables backend plugin: programs the rule set as one `inet` table in
+//! the node's network namespace through the host's `nft` capability.
 //!
-//! Current state: accepts and tracks the rule set (full applies and deltas)
-//! and reports what it would program. Turning the rule set into nftables
-//! objects through the host's `nft` capability is the next step (see
-//! docs/plugin-authors.md and the project's issues).
+//! - `render`: rule set → the table's full definition (one atomic batch);
+//! - `delta`: incremental batches for `update`, with a fallback to a full
+//!   replace for large deltas;
+//! - `names`, `nft`: object names and libnftables JSON building blocks.
+//!
+//! Layout and examples: docs/nftables-backend.md.
 
 use std::cell::RefCell;
 
-use palisade_plugin_sdk::types::{Delta, Error, Flow, PluginInfo, RuleSet, Verdict};
-use palisade_plugin_sdk::{applied, export, Guest};
+#[cfg(target_family = "wasm")]
+use palisade_plugin_sdk::export;
+use palisade_plugin_sdk::types::{Delta, Error, ErrorCode, Flow, PluginInfo, RuleSet, Verdict};
+use palisade_plugin_sdk::{applied, AppliedState, Guest};
 
-thread_local! {
-    static TABLE: RefCell<String> = RefCell::new(String::from("palisade"));
+pub mod delta;
+pub mod names;
+pub mod nft;
+pub mod render;
+pub mod state;
+
+/// Deltas with more records than this are applied as a full replace.
+pub const DEFAULT_UPDATE_THRESHOLD: usize = 2000;
+
+struct Config {
+    table: String,
+    threshold: usize,
 }
 
-struct Nftables;
+thread_local! {
+    static CONFIG: RefCell<Config> = RefCell::new(Config {
+        table: String::from("palisade"),
+        threshold: DEFAULT_UPDATE_THRESHOLD,
+    });
+}
+
+fn table() -> nft::Table {
+    CONFIG.with(|c| nft::Table::new(c.borrow().table.clone()))
+}
+
+fn capability(op: &str, message: String) -> Error {
+    Error { code: ErrorCode::Capability, message: format!("nft {op}: {message}") }
+}
+
+fn apply_batch(batch: &serde_json::Value) -> Result<(), Error> {
+    palisade_plugin_sdk::nft::apply_batch(&batch.to_string())
+        .map_err(|m| capability("apply-batch", m))
+}
+
+/// Whether `name` is acceptable as an nftables table name.
+pub fn valid_table_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// The plugin (its `Guest` implementation is the exported `backend`).
+pub struct Nftables;
 
 impl Guest for Nftables {
     fn info() -> PluginInfo {
@@ -22,17 +66,45 @@ impl Guest for Nftables {
             name: "nftables".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             capabilities: vec!["log".into(), "nft".into()],
-            features: vec![],
+            features: [
+                "tiers",
+                "pass",
+                "log",
+                "deny",
+                "tcp",
+                "udp",
+                "sctp",
+                "ipv4",
+                "ipv6",
+                "stateful",
+                "incremental",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
         }
     }
 
     fn configure(settings: Vec<(String, String)>) -> Result<(), Error> {
         for (key, value) in settings {
             match key.as_str() {
-                "table" if !value.is_empty() => TABLE.with(|t| *t.borrow_mut() = value),
+                "table" if valid_table_name(&value) => CONFIG.with(|c| c.borrow_mut().table = value),
+                "table" => {
+                    return Err(palisade_plugin_sdk::invalid_input(format!(
+                        "setting `table`: `{value}` is not a table name (a letter, then letters, digits, `_`, `-`; at most 64)"
+                    )))
+                }
+                "update-threshold" => match value.parse::<usize>() {
+                    Ok(n) => CONFIG.with(|c| c.borrow_mut().threshold = n),
+                    Err(_) => {
+                        return Err(palisade_plugin_sdk::invalid_input(format!(
+                            "setting `update-threshold`: `{value}` is not a number of records"
+                        )))
+                    }
+                },
                 _ => {
                     return Err(palisade_plugin_sdk::invalid_input(format!(
-                        "unknown or empty setting `{key}` (known: table)"
+                        "unknown setting `{key}` (known: table, update-threshold)"
                     )))
                 }
             }
@@ -41,25 +113,63 @@ impl Guest for Nftables {
     }
 
     fn apply(rules: RuleSet) -> Result<(), Error> {
-        applied::apply(rules);
-        applied::with(|s| {
-            let table = TABLE.with(|t| t.borrow().clone());
-            palisade_plugin_sdk::info(&format!(
-                "generation {}: {} endpoints, {} address sets, {} rules for table inet {table}",
-                s.generation,
-                s.endpoints.len(),
-                s.sets.len(),
-                s.rule_count()
-            ));
-        });
+        let t = table();
+        let mut st = AppliedState::default();
+        st.apply(rules);
+        apply_batch(&render::full(&t, &st))?;
+        palisade_plugin_sdk::info(&format!(
+            "generation {}: table inet {} replaced: {} endpoints, {} address sets, {} policies, {} rules",
+            st.generation,
+            t.name,
+            st.endpoints.len(),
+            st.sets.len(),
+            st.policies.len(),
+            st.rule_count()
+        ));
+        applied::apply(state::into_rule_set(st));
         Ok(())
     }
 
     fn update(change: Delta) -> Result<(), Error> {
-        applied::update(change)
+        let t = table();
+        let threshold = CONFIG.with(|c| c.borrow().threshold);
+        let generation = change.generation;
+        let (new, plan) = applied::with(|old| delta::plan_update(&t, old, change, threshold))?;
+        match plan {
+            delta::Plan::Incremental { batch, commands } => {
+                let result = if commands == 0 { Ok(()) } else { apply_batch(&batch) };
+                match result {
+                    Ok(()) => {
+                        palisade_plugin_sdk::info(&format!(
+                            "generation {generation}: incremental update of table inet {}: {commands} commands",
+                            t.name
+                        ));
+                    }
+                    Err(e) => {
+                        palisade_plugin_sdk::warn(&format!(
+                            "generation {generation}: incremental update failed ({}); replacing table inet {}",
+                            e.message, t.name
+                        ));
+                        apply_batch(&render::full(&t, &new))?;
+                    }
+                }
+            }
+            delta::Plan::Full { reason } => {
+                palisade_plugin_sdk::info(&format!(
+                    "generation {generation}: {reason}: full replace of table inet {}",
+                    t.name
+                ));
+                apply_batch(&render::full(&t, &new))?;
+            }
+        }
+        applied::apply(state::into_rule_set(new));
+        Ok(())
     }
 
     fn reset() -> Result<(), Error> {
+        let t = table();
+        palisade_plugin_sdk::nft::delete_table(nft::FAMILY, &t.name)
+            .map_err(|m| capability("delete-table", m))?;
         applied::clear();
         Ok(())
     }
@@ -71,4 +181,7 @@ impl Guest for Nftables {
     }
 }
 
+// Exported only in the component: on the host target the crate is built for
+// its tests, and the component's export names are not valid native symbols.
+#[cfg(target_family = "wasm")]
 export!(Nftables with_types_in palisade_plugin_sdk);

@@ -1,0 +1,234 @@
+//! Incremental batches: the change between two applied states, as one atomic
+//! nft batch touching only what the delta names.
+//!
+//! - Address set membership: `delete element` / `add element` on the small
+//!   per-set interval sets (the difference of the normalized prefix lists).
+//! - Sets added or removed: `add set` / `delete set` (after every policy that
+//!   referenced a removed set has been rewritten without it).
+//! - Endpoint policies upserted or removed (and those referencing a set that
+//!   appeared or disappeared): their tier chains are flushed and refilled,
+//!   missing tier chains added, surplus ones deleted.
+//! - Endpoints: the difference of the verdict maps (`ingress4`...) as element
+//!   deletes and adds.
+//!
+//! The order inside the batch keeps every reference valid: new sets, set
+//! elements, new chains, flushes, rules, verdict-map elements, then chain
+//! and set deletions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use palisade_plugin_sdk::types::{Delta, Error, Peer};
+use palisade_plugin_sdk::AppliedState;
+use serde_json::Value;
+
+use crate::names::{self, Fam};
+use crate::nft::{self, Table};
+use crate::render;
+
+/// What a delta touches, taken before the delta is consumed.
+#[derive(Clone, Debug, Default)]
+pub struct Touched {
+    /// Sets added, changed or removed.
+    pub sets: BTreeSet<u32>,
+    /// Endpoint policies upserted or removed, by (endpoint, direction key).
+    pub policies: BTreeSet<(u32, u8)>,
+    /// Size of the delta in records (prefixes, endpoints, rules...).
+    pub records: usize,
+}
+
+impl Touched {
+    pub fn of(d: &Delta) -> Touched {
+        let mut t = Touched::default();
+        t.sets.extend(d.sets_added.iter().map(|s| s.id));
+        t.sets.extend(d.sets_changed.iter().map(|c| c.id));
+        t.sets.extend(d.sets_removed.iter().copied());
+        t.policies
+            .extend(d.policies_upserted.iter().map(|p| (p.endpoint, names::dir_key(p.direction))));
+        t.policies
+            .extend(d.policies_removed.iter().map(|k| (k.endpoint, names::dir_key(k.direction))));
+        t.records = d.origins_added.len()
+            + d.sets_added.iter().map(|s| 1 + s.v4.len() + s.v6.len()).sum::<usize>()
+            + d.sets_changed
+                .iter()
+                .map(|c| {
+                    1 + c.add_v4.len() + c.remove_v4.len() + c.add_v6.len() + c.remove_v6.len()
+                })
+                .sum::<usize>()
+            + d.sets_removed.len()
+            + d.endpoints_upserted.iter().map(|e| 1 + e.v4.len() + e.v6.len()).sum::<usize>()
+            + d.endpoints_removed.len()
+            + d.policies_upserted
+                .iter()
+                .map(|p| 1 + p.tiers.iter().map(|t| 1 + t.rules.len()).sum::<usize>())
+                .sum::<usize>()
+            + d.policies_removed.len();
+        t
+    }
+}
+
+/// An incremental batch, or why a full replace is the better choice.
+pub enum Plan {
+    Incremental { batch: Value, commands: usize },
+    Full { reason: String },
+}
+
+fn diff<T: Ord + Copy>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
+    let o: BTreeSet<T> = old.iter().copied().collect();
+    let n: BTreeSet<T> = new.iter().copied().collect();
+    (o.difference(&n).copied().collect(), n.difference(&o).copied().collect())
+}
+
+/// Plans the batch taking the table from `old` to `new`, given what the delta
+/// touched. Falls back to a full replace when the delta has more than
+/// `threshold` records.
+pub fn plan(
+    t: &Table,
+    old: &AppliedState,
+    new: &AppliedState,
+    touched: &Touched,
+    threshold: usize,
+) -> Plan {
+    if touched.records > threshold {
+        return Plan::Full {
+            reason: format!(
+                "delta of {} records exceeds the update threshold {threshold}",
+                touched.records
+            ),
+        };
+    }
+    let mut sets_new = Vec::new();
+    let mut elem_del = Vec::new();
+    let mut elem_add = Vec::new();
+    let mut sets_del = Vec::new();
+    let mut existence_changed = BTreeSet::new();
+    for &id in &touched.sets {
+        match (old.sets.get(&id), new.sets.get(&id)) {
+            (None, Some(s)) => {
+                let (v4, v6) = render::set_elems(s);
+                sets_new.push(t.add_set(&names::set(id, Fam::V4), Fam::V4, v4));
+                sets_new.push(t.add_set(&names::set(id, Fam::V6), Fam::V6, v6));
+                existence_changed.insert(id);
+            }
+            (Some(_), None) => {
+                sets_del.push(t.delete_set(&names::set(id, Fam::V4)));
+                sets_del.push(t.delete_set(&names::set(id, Fam::V6)));
+                existence_changed.insert(id);
+            }
+            (Some(o), Some(n)) => {
+                let (d4, a4) = diff(&render::normalize_v4(&o.v4), &render::normalize_v4(&n.v4));
+                let (d6, a6) = diff(&render::normalize_v6(&o.v6), &render::normalize_v6(&n.v6));
+                let s4 = names::set(id, Fam::V4);
+                let s6 = names::set(id, Fam::V6);
+                let e4 =
+                    |v: Vec<(u32, u8)>| v.into_iter().map(|(a, l)| nft::v4_elem(a, l)).collect();
+                let e6 =
+                    |v: Vec<(u128, u8)>| v.into_iter().map(|(a, l)| nft::v6_elem(a, l)).collect();
+                if !d4.is_empty() {
+                    elem_del.push(t.delete_elements(&s4, e4(d4)));
+                }
+                if !d6.is_empty() {
+                    elem_del.push(t.delete_elements(&s6, e6(d6)));
+                }
+                if !a4.is_empty() {
+                    elem_add.push(t.add_elements(&s4, e4(a4)));
+                }
+                if !a6.is_empty() {
+                    elem_add.push(t.add_elements(&s6, e6(a6)));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    // Policies to rewrite: the ones the delta names, and those whose rules
+    // reference a set that appeared or disappeared.
+    let mut policies = touched.policies.clone();
+    if !existence_changed.is_empty() {
+        for (k, p) in &new.policies {
+            let refs = p.tiers.iter().flat_map(|t| &t.rules).any(|r| match r.peer {
+                Peer::Set(id) => existence_changed.contains(&id),
+                Peer::Any => false,
+            });
+            if refs {
+                policies.insert(*k);
+            }
+        }
+    }
+    let mut chains_new = Vec::new();
+    let mut flushes = Vec::new();
+    let mut rules = Vec::new();
+    let mut chains_del = Vec::new();
+    for key @ &(ep, dk) in &policies {
+        let n_old = old.policies.get(key).map(render::chain_count).unwrap_or(0);
+        let np = new.policies.get(key);
+        let n_new = np.map(render::chain_count).unwrap_or(0);
+        let dir = names::key_dir(dk);
+        for i in 0..n_old.min(n_new) {
+            flushes.push(t.flush_chain(&names::tier_chain(ep, dir, i)));
+        }
+        for i in n_old..n_new {
+            chains_new.push(t.add_chain(&names::tier_chain(ep, dir, i)));
+        }
+        for i in n_new..n_old {
+            chains_del.push(t.delete_chain(&names::tier_chain(ep, dir, i)));
+        }
+        if let Some(p) = np {
+            rules.extend(render::policy_rules(t, new, p));
+        }
+    }
+
+    // Verdict maps: the difference of the dispatch tables.
+    let (od, nd) = (render::dispatch(old), render::dispatch(new));
+    let empty = BTreeMap::new();
+    let mut vmap_del = Vec::new();
+    let mut vmap_add = Vec::new();
+    for (&(dk, f), n) in &nd {
+        let o = od.get(&(dk, f)).unwrap_or(&empty);
+        let map = names::vmap(names::key_dir(dk), f);
+        let dels: Vec<Value> = o
+            .iter()
+            .filter(|(a, ep)| n.get(a) != Some(ep))
+            .map(|(&a, _)| render::vmap_key(f, a))
+            .collect();
+        let adds: Vec<Value> = n
+            .iter()
+            .filter(|(a, ep)| o.get(a) != Some(ep))
+            .map(|(&a, &ep)| render::vmap_elem(f, a, dk, ep))
+            .collect();
+        if !dels.is_empty() {
+            vmap_del.push(t.delete_elements(&map, dels));
+        }
+        if !adds.is_empty() {
+            vmap_add.push(t.add_elements(&map, adds));
+        }
+    }
+
+    let cmds: Vec<Value> = [
+        sets_new, elem_del, elem_add, chains_new, flushes, rules, vmap_del, vmap_add, chains_del,
+        sets_del,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let commands = cmds.len();
+    Plan::Incremental { batch: nft::batch(cmds), commands }
+}
+
+/// The state after `change` and the plan taking the table there from `old`,
+/// leaving `old` untouched (it changes only once the kernel has the new
+/// generation).
+pub fn plan_update(
+    t: &Table,
+    old: &AppliedState,
+    change: Delta,
+    threshold: usize,
+) -> Result<(AppliedState, Plan), Error> {
+    if !old.applied {
+        return Err(palisade_plugin_sdk::invalid_input("update before any apply"));
+    }
+    let touched = Touched::of(&change);
+    let mut new = crate::state::copy(old);
+    new.update(change)?;
+    let plan = plan(t, old, &new, &touched, threshold);
+    Ok((new, plan))
+}

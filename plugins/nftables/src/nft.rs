@@ -1,0 +1,179 @@
+//! libnftables JSON: commands on the plugin's one table, and the few
+//! expressions the backend uses. Every command names the table, so the host's
+//! validation (objects only in the granted table) holds by construction.
+
+use serde_json::{json, Value};
+
+use crate::names::Fam;
+
+/// The family of the plugin's table.
+pub const FAMILY: &str = "inet";
+
+/// Builds commands on one `inet` table.
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub name: String,
+}
+
+impl Table {
+    pub fn new(name: impl Into<String>) -> Self {
+        Table { name: name.into() }
+    }
+
+    fn obj(&self, name: &str) -> Value {
+        json!({"family": FAMILY, "table": self.name, "name": name})
+    }
+
+    pub fn add_table(&self) -> Value {
+        json!({"add": {"table": {"family": FAMILY, "name": self.name}}})
+    }
+
+    pub fn delete_table(&self) -> Value {
+        json!({"delete": {"table": {"family": FAMILY, "name": self.name}}})
+    }
+
+    /// A base chain on `hook` (filter, priority 0, policy accept).
+    pub fn add_base_chain(&self, hook: &str) -> Value {
+        let mut c = self.obj(hook);
+        c["type"] = json!("filter");
+        c["hook"] = json!(hook);
+        c["prio"] = json!(0);
+        c["policy"] = json!("accept");
+        json!({"add": {"chain": c}})
+    }
+
+    pub fn add_chain(&self, name: &str) -> Value {
+        json!({"add": {"chain": self.obj(name)}})
+    }
+
+    pub fn flush_chain(&self, name: &str) -> Value {
+        json!({"flush": {"chain": self.obj(name)}})
+    }
+
+    /// Deletes a chain with its rules (the kernel drops the rules with it).
+    pub fn delete_chain(&self, name: &str) -> Value {
+        json!({"delete": {"chain": self.obj(name)}})
+    }
+
+    /// An interval set of addresses of one family, with its elements.
+    pub fn add_set(&self, name: &str, fam: Fam, elems: Vec<Value>) -> Value {
+        let mut s = self.obj(name);
+        s["type"] = json!(fam.addr_type());
+        s["flags"] = json!(["interval"]);
+        if !elems.is_empty() {
+            s["elem"] = Value::Array(elems);
+        }
+        json!({"add": {"set": s}})
+    }
+
+    pub fn delete_set(&self, name: &str) -> Value {
+        json!({"delete": {"set": self.obj(name)}})
+    }
+
+    /// A verdict map keyed by address; `elems` are `[key, verdict]` pairs.
+    pub fn add_vmap(&self, name: &str, fam: Fam, elems: Vec<Value>) -> Value {
+        let mut m = self.obj(name);
+        m["type"] = json!(fam.addr_type());
+        m["map"] = json!("verdict");
+        if !elems.is_empty() {
+            m["elem"] = Value::Array(elems);
+        }
+        json!({"add": {"map": m}})
+    }
+
+    pub fn add_elements(&self, set: &str, elems: Vec<Value>) -> Value {
+        let mut e = self.obj(set);
+        e["elem"] = Value::Array(elems);
+        json!({"add": {"element": e}})
+    }
+
+    pub fn delete_elements(&self, set: &str, elems: Vec<Value>) -> Value {
+        let mut e = self.obj(set);
+        e["elem"] = Value::Array(elems);
+        json!({"delete": {"element": e}})
+    }
+
+    pub fn add_rule(&self, chain: &str, expr: Vec<Value>) -> Value {
+        json!({"add": {"rule": {"family": FAMILY, "table": self.name, "chain": chain, "expr": expr}}})
+    }
+}
+
+/// Wraps commands into a batch document.
+pub fn batch(cmds: Vec<Value>) -> Value {
+    json!({ "nftables": cmds })
+}
+
+/// An address field (`saddr`/`daddr`) of the network header of `fam`.
+pub fn addr(fam: Fam, field: &str) -> Value {
+    json!({"payload": {"protocol": fam.payload(), "field": field}})
+}
+
+/// `left == right` (for a set reference `right` is `"@name"`).
+pub fn eq(left: Value, right: Value) -> Value {
+    json!({"match": {"op": "==", "left": left, "right": right}})
+}
+
+/// `ct state established,related`.
+pub fn ct_established() -> Value {
+    json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}})
+}
+
+/// `meta l4proto NAME`.
+pub fn l4proto(name: &str) -> Value {
+    eq(json!({"meta": {"key": "l4proto"}}), json!(name))
+}
+
+/// `th dport { ... }` over inclusive, sorted, disjoint ranges.
+pub fn dport_in(ranges: &[(u16, u16)]) -> Value {
+    let elems: Vec<Value> = ranges
+        .iter()
+        .map(|&(a, b)| if a == b { json!(a) } else { json!({"range": [a, b]}) })
+        .collect();
+    eq(json!({"payload": {"protocol": "th", "field": "dport"}}), json!({ "set": elems }))
+}
+
+/// `KEY vmap @map`.
+pub fn vmap(key: Value, map: &str) -> Value {
+    json!({"vmap": {"key": key, "data": format!("@{map}")}})
+}
+
+pub fn accept() -> Value {
+    json!({"accept": null})
+}
+
+pub fn drop() -> Value {
+    json!({"drop": null})
+}
+
+pub fn ret() -> Value {
+    json!({"return": null})
+}
+
+pub fn jump(chain: &str) -> Value {
+    json!({"jump": {"target": chain}})
+}
+
+pub fn goto(chain: &str) -> Value {
+    json!({"goto": {"target": chain}})
+}
+
+pub fn log(prefix: &str) -> Value {
+    json!({"log": {"prefix": prefix}})
+}
+
+/// An address element: a single address, or a prefix.
+pub fn v4_elem(addr: u32, len: u8) -> Value {
+    if len >= 32 {
+        json!(crate::names::v4(addr))
+    } else {
+        json!({"prefix": {"addr": crate::names::v4(addr), "len": len}})
+    }
+}
+
+pub fn v6_elem(addr: u128, len: u8) -> Value {
+    if len >= 128 {
+        json!(crate::names::v6(addr))
+    } else {
+        json!({"prefix": {"addr": crate::names::v6(addr), "len": len}})
+    }
+}

@@ -1,0 +1,314 @@
+//! Root tests: the generated batches applied by the real `nft` in throwaway
+//! network namespaces (needs root and the `nft` binary: `apt-get install
+//! nftables`). The machine's own namespace is never touched.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::*;
+use palisade_nftables::delta::{self, Plan};
+use palisade_nftables::{nft::Table, render};
+use palisade_plugin_sdk::types::{
+    Action, Delta, Direction, NoMatch, Peer, PolicyKey, Protocol, SetChange,
+};
+use palisade_plugin_sdk::AppliedState;
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A network namespace deleted on every exit path (panics included).
+struct Ns {
+    name: String,
+}
+
+impl Ns {
+    fn new() -> Ns {
+        let name = format!("pnftp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        run(Command::new("ip").args(["netns", "add", &name]))
+            .unwrap_or_else(|e| panic!("these tests need root and iproute2: {e}"));
+        Ns { name }
+    }
+
+    /// Applies a batch with `nft -j -f` inside the namespace.
+    fn apply(&self, batch: &Value) -> Result<(), String> {
+        let file = std::env::temp_dir().join(format!(
+            "{}-{}.json",
+            self.name,
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&file, batch.to_string()).map_err(|e| e.to_string())?;
+        let r = run(Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-j", "-f"])
+            .arg(&file));
+        let _ = std::fs::remove_file(&file);
+        r.map(|_| ())
+    }
+
+    /// `nft -j list table inet palisade`, canonicalized.
+    fn table(&self) -> Table_ {
+        let out = run(Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-j", "list", "table", "inet", "palisade"]))
+        .unwrap();
+        canonical(&serde_json::from_str(&out).unwrap())
+    }
+
+    fn text(&self) -> String {
+        run(Command::new("ip").args(["netns", "exec", &self.name, "nft", "list", "ruleset"]))
+            .unwrap()
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = run(Command::new("ip").args(["netns", "del", &self.name]));
+    }
+}
+
+/// The objects of a listed table by kind and name: sets and maps with their
+/// elements sorted, chains with their rules in order (handles dropped).
+type Table_ = BTreeMap<String, Value>;
+
+fn canonical(list: &Value) -> Table_ {
+    let mut out = Table_::new();
+    for item in list["nftables"].as_array().unwrap() {
+        let (kind, obj) = item.as_object().unwrap().iter().next().unwrap();
+        let mut obj = obj.clone();
+        obj.as_object_mut().unwrap().remove("handle");
+        match kind.as_str() {
+            "set" | "map" => {
+                if let Some(e) = obj.get_mut("elem").and_then(Value::as_array_mut) {
+                    e.sort_by_key(|v| v.to_string());
+                }
+                out.insert(format!("{kind} {}", obj["name"].as_str().unwrap()), obj);
+            }
+            "chain" => {
+                out.insert(format!("chain {}", obj["name"].as_str().unwrap()), obj);
+            }
+            "rule" => {
+                let key = format!("rules {}", obj["chain"].as_str().unwrap());
+                let rules = out.entry(key).or_insert_with(|| Value::Array(vec![]));
+                rules.as_array_mut().unwrap().push(obj["expr"].clone());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn nft_available() {
+    run(Command::new("nft").arg("--version")).unwrap_or_else(|e| {
+        panic!("these tests need the nft binary (apt-get install nftables): {e}")
+    });
+}
+
+fn root_tables() -> String {
+    run(Command::new("nft").args(["list", "tables"])).unwrap()
+}
+
+/// Runs `f` and checks the machine's own namespace kept its tables.
+fn in_lab(f: impl FnOnce()) {
+    nft_available();
+    let before = root_tables();
+    f();
+    assert_eq!(root_tables(), before, "the root namespace's tables changed");
+}
+
+fn t() -> Table {
+    Table::new("palisade")
+}
+
+fn elems(tab: &Table_, key: &str) -> Vec<String> {
+    tab[key]
+        .get("elem")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().map(|e| e.to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn has_chain(tab: &Table_, name: &str) -> bool {
+    tab.contains_key(&format!("chain {name}"))
+}
+
+/// Applies `d` incrementally in `ns` and checks the table equals a full
+/// replace of the new state in a fresh namespace. Returns the new state.
+fn step(ns: &Ns, old: &AppliedState, d: Delta) -> AppliedState {
+    let (new, plan) = delta::plan_update(&t(), old, d, 10_000).unwrap();
+    let Plan::Incremental { batch, commands } = plan else {
+        panic!("expected an incremental plan")
+    };
+    if commands > 0 {
+        ns.apply(&batch)
+            .unwrap_or_else(|e| panic!("{e}\nbatch: {batch}\ntable before:\n{}", ns.text()));
+    }
+    let fresh = Ns::new();
+    fresh.apply(&render::full(&t(), &new)).unwrap();
+    let (got, want) = (ns.table(), fresh.table());
+    if got != want {
+        panic!("incremental != full\nincremental:\n{}\nfull:\n{}", ns.text(), fresh.text());
+    }
+    new
+}
+
+#[test]
+fn full_rule_set_applies_and_lists_as_generated() {
+    in_lab(|| {
+        let ns = Ns::new();
+        let st = state(rule_set());
+        ns.apply(&render::full(&t(), &st)).unwrap();
+        let tab = ns.table();
+        assert_eq!(
+            elems(&tab, "set s1_4"),
+            [
+                r#"{"prefix":{"addr":"10.0.0.0","len":29}}"#,
+                r#"{"prefix":{"addr":"192.168.0.0","len":16}}"#
+            ]
+        );
+        assert_eq!(elems(&tab, "set s3_6").len(), 2);
+        assert!(elems(&tab, "map ingress4")[0].contains("e1_in_t0"));
+        for c in
+            ["forward", "input", "output", "policy", "e1_in_t0", "e2_eg_t0", "e2_eg_t1", "e3_in_t0"]
+        {
+            assert!(has_chain(&tab, c), "{c}");
+        }
+        assert_eq!(tab["chain forward"]["hook"], "forward");
+        assert_eq!(tab["rules e1_in_t0"].as_array().unwrap().len(), 6);
+        let text = ns.text();
+        assert!(text.contains(r#"log prefix "palisade e1 in ns/web _x_ ingress[0]: ""#), "{text}");
+        assert!(text.contains("sctp dport 5000 return"), "{text}");
+        assert!(text.contains("ip6 saddr @s3_6 udp dport 1-65535 accept"), "{text}");
+        // A full apply over an existing table is an atomic replace.
+        let mut rs = rule_set();
+        rs.policies.truncate(1);
+        ns.apply(&render::full(&t(), &state(rs))).unwrap();
+        let tab = ns.table();
+        assert!(!has_chain(&tab, "e2_eg_t0") && has_chain(&tab, "e1_in_t0"));
+        assert!(elems(&tab, "map egress4").is_empty());
+    });
+}
+
+#[test]
+fn failing_batch_changes_nothing() {
+    in_lab(|| {
+        let ns = Ns::new();
+        ns.apply(&render::full(&t(), &state(rule_set()))).unwrap();
+        let before = ns.table();
+        // A delta batch with a bad last command: the whole batch rolls back.
+        let mut d = empty_delta(1);
+        d.sets_changed.push(SetChange {
+            id: 1,
+            add_v4: vec![p4("172.16.0.0", 12)],
+            remove_v4: vec![],
+            add_v6: vec![],
+            remove_v6: vec![],
+        });
+        let (_, Plan::Incremental { mut batch, .. }) =
+            delta::plan_update(&t(), &state(rule_set()), d, 100).unwrap()
+        else {
+            panic!()
+        };
+        batch["nftables"].as_array_mut().unwrap().push(t().delete_chain("no_such_chain"));
+        assert!(ns.apply(&batch).is_err());
+        assert_eq!(ns.table(), before);
+    });
+}
+
+#[test]
+fn incremental_updates_equal_full_replaces() {
+    in_lab(|| {
+        use Action::*;
+        let ns = Ns::new();
+        let mut st = state(rule_set());
+        ns.apply(&render::full(&t(), &st)).unwrap();
+
+        // 1. Set membership: v4 and v6 prefixes in and out; a covering prefix.
+        let mut d = empty_delta(st.generation);
+        d.sets_changed.push(SetChange {
+            id: 1,
+            add_v4: vec![p4("172.16.0.0", 12), p4("10.0.0.0", 8)],
+            remove_v4: vec![p4("192.168.0.0", 16)],
+            add_v6: vec![ip6("fd01::", 64)],
+            remove_v6: vec![ip6("fd00::", 64)],
+        });
+        st = step(&ns, &st, d);
+        assert_eq!(elems(&ns.table(), "set s1_4").len(), 2);
+
+        // 2. Policy replaced with more tiers; a new set referenced.
+        let mut d = empty_delta(st.generation);
+        d.sets_added.push(set(4, &[("10.0.0.2", 32)], &[("fd00::2", 128)]));
+        d.policies_upserted.push(policy(
+            1,
+            Direction::Ingress,
+            vec![
+                (
+                    vec![
+                        R(Log, Peer::Set(4), vec![]),
+                        R(Pass, Peer::Set(4), vec![(Protocol::Udp, 53, 53)]),
+                    ],
+                    NoMatch::NextTier,
+                ),
+                (vec![R(Deny, Peer::Any, vec![(Protocol::Sctp, 1, 65535)])], NoMatch::NextTier),
+                (vec![R(Allow, Peer::Set(1), vec![(Protocol::Tcp, 80, 80)])], NoMatch::Deny),
+            ],
+        ));
+        st = step(&ns, &st, d);
+        assert!(has_chain(&ns.table(), "e1_in_t2"));
+
+        // 3. Endpoints: e3 moves address, e4 gets an egress policy, e2 goes.
+        let mut d = empty_delta(st.generation);
+        d.endpoints_upserted.push(endpoint(3, &["10.0.0.33"], &["fd00::33"]));
+        d.endpoints_removed.push(2);
+        d.policies_removed.push(PolicyKey { endpoint: 2, direction: Direction::Egress });
+        d.policies_upserted.push(policy(
+            4,
+            Direction::Egress,
+            vec![(vec![R(Allow, Peer::Set(3), vec![])], NoMatch::Deny)],
+        ));
+        st = step(&ns, &st, d);
+        let tab = ns.table();
+        assert!(!has_chain(&tab, "e2_eg_t0") && !has_chain(&tab, "e2_eg_t1"));
+        assert!(elems(&tab, "map egress4")[0].contains("10.0.0.4"));
+
+        // 4. A referenced set removed, a policy shrinks to one tier, and a
+        //    new endpoint takes an address already owned by a lower id.
+        let mut d = empty_delta(st.generation);
+        d.sets_removed.push(4);
+        d.policies_upserted.push(policy(
+            1,
+            Direction::Ingress,
+            vec![(vec![R(Allow, Peer::Set(4), vec![])], NoMatch::Deny)],
+        ));
+        d.endpoints_upserted.push(endpoint(9, &["10.0.0.1", "10.0.0.9"], &[]));
+        d.policies_upserted.push(policy(9, Direction::Ingress, vec![]));
+        st = step(&ns, &st, d);
+        let tab = ns.table();
+        assert!(!tab.contains_key("set s4_4") && !has_chain(&tab, "e1_in_t1"));
+
+        // 5. Everything but e9 goes away.
+        let mut d = empty_delta(st.generation);
+        d.endpoints_removed = vec![1, 3, 4];
+        d.policies_removed = st
+            .policies
+            .values()
+            .filter(|p| p.endpoint != 9)
+            .map(|p| PolicyKey { endpoint: p.endpoint, direction: p.direction })
+            .collect();
+        d.sets_removed = st.sets.keys().copied().collect();
+        st = step(&ns, &st, d);
+        let tab = ns.table();
+        assert_eq!(elems(&tab, "map ingress4").len(), 2);
+        assert!(tab.keys().filter(|k| k.starts_with("set ")).count() == 0);
+        assert_eq!(st.policies.len(), 1);
+    });
+}
