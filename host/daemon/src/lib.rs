@@ -8,6 +8,7 @@
 
 pub mod enforcer;
 pub mod manifests;
+pub mod profile;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use enforcer::{Enforcer, Programmed};
 pub use manifests::{LoadReport, ManifestDir};
 use palisade_pipeline::Pipeline;
+pub use profile::{profile, Profile, ProfileError, Target};
 pub use watch::{DirWatcher, WatchError};
 
 #[derive(Debug, thiserror::Error)]
