@@ -1,35 +1,78 @@
 //! Loading, grants, inspection and the precompile cache.
 
-use palisade_plugin_host::{Capabilities, Capability, Grants, Limits, PluginEngine, PluginError};
+use std::sync::{Arc, Mutex};
+
+use palisade_plugin_host::{
+    Capabilities, Capability, Grants, Limits, NftProvider, PluginEngine, PluginError,
+};
 use palisade_tests::{engine, plugin_bytes, rule_set};
 
 fn load(stem: &str, grants: &Grants) -> Result<palisade_plugin_host::LoadedPlugin, PluginError> {
     engine().load(stem, &plugin_bytes(stem), grants, Limits::default(), Capabilities::default())
 }
 
+/// Accepts every batch and keeps it, for the tests to read.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl NftProvider for Recorder {
+    fn apply_batch(&self, _: &str, batch: &str) -> Result<(), String> {
+        self.0.lock().unwrap().push(batch.to_string());
+        Ok(())
+    }
+    fn list_table(&self, _: &str, _: &str, _: &str) -> Result<String, String> {
+        Ok(String::new())
+    }
+    fn delete_table(&self, _: &str, family: &str, name: &str) -> Result<(), String> {
+        self.0.lock().unwrap().push(format!("delete {family} {name}"));
+        Ok(())
+    }
+}
+
 #[test]
 fn shipped_plugins_load_with_their_grants_answer_info_and_accept_apply() {
-    for (stem, name, grants) in [
-        ("palisade_nftables", "nftables", Grants::of(&[Capability::Log, Capability::Nft])),
-        ("palisade_ebpf", "ebpf", Grants::of(&[Capability::Log, Capability::Bpf])),
-        ("palisade_calico_compat", "calico-compat", Grants::none()),
+    let recorder = Arc::new(Recorder::default());
+    let nft_caps = Capabilities { nft: recorder.clone(), ..Capabilities::default() };
+    for (stem, name, grants, caps) in [
+        (
+            "palisade_nftables",
+            "nftables",
+            Grants::of(&[Capability::Log, Capability::Nft]),
+            nft_caps,
+        ),
+        (
+            "palisade_ebpf",
+            "ebpf",
+            Grants::of(&[Capability::Log, Capability::Bpf]),
+            Capabilities::default(),
+        ),
+        ("palisade_calico_compat", "calico-compat", Grants::none(), Capabilities::default()),
     ] {
-        let plugin = load(stem, &grants).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let plugin = engine()
+            .load(stem, &plugin_bytes(stem), &grants, Limits::default(), caps)
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
         let info = plugin.info().unwrap();
         assert_eq!(info.name, name);
         assert_eq!(info.wit_version, "0.1.0");
         assert_eq!(info.hash.len(), 64);
         let mut inst = plugin.instantiate().unwrap();
         inst.configure(&[]).unwrap();
-        inst.apply(&rule_set(1, &["ns/a", "ns/b"])).unwrap();
+        inst.apply(&rule_set(1, &["ns/a", "ns/b"])).unwrap_or_else(|e| panic!("{stem}: {e}"));
         inst.reset().unwrap();
     }
+    // The nftables plugin programmed its own table, and removed it on reset.
+    let batches = recorder.0.lock().unwrap();
+    assert!(batches.first().is_some_and(|b| b.contains("\"palisade\"")), "{batches:?}");
+    assert_eq!(batches.last().map(String::as_str), Some("delete inet palisade"), "{batches:?}");
 }
 
 #[test]
 fn inspection_reports_the_capabilities_a_component_really_imports() {
     let caps = |stem: &str| load(stem, &Grants::all()).unwrap().imports().capability_set();
-    assert_eq!(caps("palisade_nftables").into_iter().collect::<Vec<_>>(), vec![Capability::Log]);
+    assert_eq!(
+        caps("palisade_nftables").into_iter().collect::<Vec<_>>(),
+        vec![Capability::Log, Capability::Nft]
+    );
     assert!(caps("palisade_calico_compat").is_empty());
     assert_eq!(
         caps("palisade_fixture_hostile").into_iter().collect::<Vec<_>>(),
