@@ -5,6 +5,7 @@
 
 mod conformance_cmd;
 mod explain_cmd;
+mod lab_cmd;
 mod manifests;
 mod matrix_cmd;
 mod plugin_cmd;
@@ -41,6 +42,8 @@ enum Command {
     Explain(explain_cmd::ExplainArgs),
     Matrix(matrix_cmd::MatrixArgs),
     Conformance(conformance_cmd::ConformanceArgs),
+    #[command(subcommand)]
+    Lab(lab_cmd::LabCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Explain(args) => explain_cmd::run(args),
         Command::Matrix(args) => matrix_cmd::run(args),
         Command::Conformance(args) => conformance_cmd::run_cmd(args),
+        Command::Lab(cmd) => lab_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -26,12 +26,18 @@ pub enum HoldEnd {
 }
 
 impl TerminationSignals {
-    /// Blocks SIGINT and SIGTERM on the calling thread.
+    /// Blocks SIGINT and SIGTERM on the calling thread, and gives them
+    /// their default disposition (a shell starts background jobs with
+    /// SIGINT ignored, and an ignored signal never reaches `sigwait`;
+    /// blocked, the default action never runs).
     pub fn block() -> Result<TerminationSignals, nix::Error> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGINT);
         set.add(Signal::SIGTERM);
         set.thread_block()?;
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            default_disposition(sig)?;
+        }
         Ok(TerminationSignals { set })
     }
 
@@ -62,4 +68,14 @@ impl TerminationSignals {
             None => HoldEnd::TimeLimit,
         }
     }
+}
+
+#[allow(unsafe_code)]
+fn default_disposition(sig: Signal) -> Result<(), nix::Error> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installs no handler function, only the default disposition,
+    // so no code runs in signal context; the signal is blocked on this
+    // thread (and threads started from it) before this call.
+    unsafe { sigaction(sig, &action) }.map(drop)
 }
