@@ -32,15 +32,28 @@ pub enum Format {
 ///   palisade conformance --verbose tests/scenarios/walkthroughs
 ///   palisade conformance suite/ other.yaml --output json > results.json
 ///   palisade conformance legacy/ --v1beta1-rule v1
+///   palisade conformance --backend nftables --dataplane tests/scenarios   (as root)
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ConformanceArgs {
     /// Scenario files or directories.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Backend to judge (only `reference`, the rule-set evaluator, so far).
+    /// Backend to judge: `reference` (the rule-set evaluator, no root
+    /// needed), or a backend plugin (`nftables`, ...) with --dataplane.
     #[arg(long, default_value = "reference")]
     pub backend: String,
+    /// Enforce each step for real: build a network-namespace lab of the
+    /// scenario's pods (root), program the plugin through the plugin host,
+    /// and probe every expectation on the wire.
+    #[arg(long)]
+    pub dataplane: bool,
+    /// How long a probe waits before it counts as dropped (--dataplane).
+    #[arg(long, default_value_t = 300)]
+    pub probe_timeout_ms: u64,
+    /// Extra folders to search for plugins by name (--dataplane).
+    #[arg(long = "plugin-dir")]
+    pub plugin_dirs: Vec<PathBuf>,
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -53,9 +66,22 @@ pub struct ConformanceArgs {
 }
 
 pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> {
-    let mut backend = backend_by_name(&args.backend).ok_or_else(|| {
-        anyhow!("--backend `{}` is unknown (known: {})", args.backend, BACKENDS.join(", "))
-    })?;
+    let mut backend: Box<dyn palisade_conformance::Backend> = if args.dataplane {
+        Box::new(palisade_harness::LabBackend::new(
+            &args.backend,
+            args.plugin_dirs.clone(),
+            std::time::Duration::from_millis(args.probe_timeout_ms),
+        )?)
+    } else {
+        backend_by_name(&args.backend).ok_or_else(|| {
+            anyhow!(
+                "--backend `{}` is unknown without --dataplane (known: {}; plugins such as \
+                 nftables run with --dataplane, as root)",
+                args.backend,
+                BACKENDS.join(", ")
+            )
+        })?
+    };
     let mut scenarios = Vec::new();
     for path in &args.paths {
         scenarios.extend(

@@ -10,6 +10,7 @@ mod manifests;
 mod matrix_cmd;
 mod plugin_cmd;
 mod resolve_cmd;
+mod run_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,7 @@ enum Command {
     Conformance(conformance_cmd::ConformanceArgs),
     #[command(subcommand)]
     Lab(lab_cmd::LabCommand),
+    Run(run_cmd::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Matrix(args) => matrix_cmd::run(args),
         Command::Conformance(args) => conformance_cmd::run_cmd(args),
         Command::Lab(cmd) => lab_cmd::run(cmd),
+        Command::Run(args) => run_cmd::run(args),
     };
     match result {
         Ok(code) => code,

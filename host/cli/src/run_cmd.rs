@@ -1,0 +1,121 @@
+//! `palisade run`: the enforcer of one node, on a watched manifest directory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use palisade_daemon::{profile, Daemon, DaemonConfig, Enforcer, Programmed, Target};
+use palisade_plugin_host::{EngineOptions, Limits, PluginEngine};
+
+use crate::manifests::BetaRuleArg;
+
+/// Enforce the policy of a manifest directory on this machine.
+///
+/// Reads every manifest under the directory (YAML or JSON; Namespaces, Pods,
+/// Nodes and policy objects of every dialect), programs the rule set through
+/// the chosen backend plugin, then watches the directory: every change is
+/// programmed as a delta. If the plugin fails, what it programmed last stays
+/// in force and the error is logged (fail static). Stop with Ctrl-C or
+/// SIGTERM; the programmed rules stay (use --reset-on-exit to remove them).
+///
+/// Examples:
+///   palisade run --source dir:/etc/palisade/manifests --plugin nftables
+///   palisade run --source dir:manifests --plugin nftables --netns /run/netns/node1 --log info
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct RunArgs {
+    /// Where the objects come from: `dir:PATH` (a watched manifest directory).
+    #[arg(long)]
+    pub source: String,
+    /// Backend plugin: nftables, ebpf, calico-compat, or a path to a .wasm.
+    #[arg(long)]
+    pub plugin: String,
+    /// Network namespace to program (default: this process's own).
+    #[arg(long)]
+    pub netns: Option<PathBuf>,
+    /// Only pods on this node are endpoints (default: every pod).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// nftables table (family inet) of the nftables backend.
+    #[arg(long, default_value = "palisade")]
+    pub table: String,
+    /// Extra folders to search for plugins by name.
+    #[arg(long = "plugin-dir")]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Quiet time after a change before it is read, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub settle_ms: u64,
+    /// When extensions/v1beta1 policies are in force.
+    #[arg(long = "v1beta1-rule", value_enum, default_value_t = BetaRuleArg::Beta)]
+    pub beta_rule: BetaRuleArg,
+    /// Remove what the plugin programmed when stopping.
+    #[arg(long)]
+    pub reset_on_exit: bool,
+}
+
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("palisade-signals".into()).spawn(move || {
+        runtime.block_on(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("cannot listen for SIGTERM: {e}");
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("stopping");
+            flag.store(true, Ordering::Relaxed);
+        })
+    })?;
+    Ok(stop)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let Some(dir) = args.source.strip_prefix("dir:") else {
+        bail!("--source `{}`: only `dir:PATH` is supported on this build", args.source);
+    };
+    let source_dir = PathBuf::from(dir);
+    if !source_dir.is_dir() {
+        bail!("--source {}: not a directory", source_dir.display());
+    }
+    let engine =
+        PluginEngine::new(EngineOptions::default()).context("starting the plugin engine")?;
+    let target = Target { netns: args.netns.clone(), nft_table: Some(args.table.clone()) };
+    let profile = profile(&args.plugin, &args.plugin_dirs, &target)?;
+    let plugin = profile.load(&engine, Limits::default())?;
+    tracing::info!(plugin = plugin.name(), file = %profile.path.display(), "plugin loaded");
+    let enforcer = Enforcer::start(plugin, profile.settings.clone())?;
+    let config = DaemonConfig {
+        source_dir,
+        settle: Duration::from_millis(args.settle_ms),
+        dialects: args.beta_rule.dialect_settings(),
+        resolver: palisade_resolver::Settings { node: args.node.clone(), ..Default::default() },
+    };
+    let stop = stop_on_signals()?;
+    let (mut daemon, first) = Daemon::start(&config, enforcer)?;
+    match &first.programmed {
+        Ok(Programmed::Full { generation, rules, elapsed }) => eprintln!(
+            "palisade: programmed generation {generation} ({rules} rules, {} endpoints) in {elapsed:?}; watching {}",
+            daemon.pipeline().rule_set().endpoints.len(),
+            daemon.source().display()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("palisade: first programming failed (will retry on the next change): {e}"),
+    }
+    daemon.run(&stop).map_err(|e| anyhow!(e))?;
+    if args.reset_on_exit {
+        daemon.enforcer_mut().reset()?;
+        eprintln!("palisade: removed what the plugin programmed");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
