@@ -38,7 +38,9 @@ pub struct LabEndpoint {
     pub host_interface: String,
     /// Ports a listener answers on.
     pub ports: Vec<(Protocol, u16)>,
-    /// Declared ports without a listener (SCTP on a kernel without SCTP).
+    /// Declared ports without a listener (SCTP on a kernel without SCTP:
+    /// probes to them are answered by the kernel's ICMP protocol
+    /// unreachable).
     pub unbound: Vec<(Protocol, u16)>,
 }
 
@@ -163,8 +165,12 @@ impl Lab {
         self.endpoints.values()
     }
 
-    /// Whether SCTP works here; `Err` says why not (SCTP ports then have no
-    /// listener and SCTP probes fail with that message).
+    /// Whether SCTP sockets work here; `Err` says why not. SCTP ports then
+    /// have no listener, and SCTP probes are made at the packet level: a
+    /// raw INIT, which the destination kernel answers with ICMP protocol
+    /// unreachable when it reaches the host (allowed: `Refused`, its
+    /// detail says "protocol unreachable: reached the host, no SCTP
+    /// stack"); silence until the timeout is denied.
     pub fn sctp_support(&self) -> Result<(), &str> {
         self.sctp.as_ref().map(|_| ()).map_err(String::as_str)
     }
@@ -215,11 +221,11 @@ impl Lab {
     /// Runs every probe at once, each on a thread inside its source
     /// namespace with a fresh source port, and returns the outcomes in the
     /// order of `requests`. Semantics of the scenario format: answered or
-    /// refused (RST, ICMP port unreachable, SCTP ABORT) is allowed; silence
-    /// until `timeout`, or an ICMP unreachable other than port unreachable,
-    /// is denied. A probe that cannot be made (unknown endpoint, SCTP
-    /// without kernel support) gives an outcome with
-    /// [`crate::Observed::Failed`].
+    /// refused (RST, ICMP port unreachable, SCTP ABORT; for SCTP on a kernel
+    /// without SCTP, ICMP protocol unreachable) is allowed; silence until
+    /// `timeout`, or another ICMP unreachable, is denied. A probe that
+    /// cannot be made (unknown endpoint, socket error) gives an outcome
+    /// with [`crate::Observed::Failed`].
     pub fn probe_many(&self, requests: &[ProbeRequest], timeout: Duration) -> Vec<ProbeOutcome> {
         let mut out: Vec<Option<ProbeOutcome>> = vec![None; requests.len()];
         let mut jobs = Vec::new();
@@ -281,6 +287,11 @@ impl Lab {
         }
         if let Err(why) = &self.sctp {
             let _ = writeln!(s, "  note: {why}");
+            let _ = writeln!(
+                s,
+                "  note: SCTP ports have no listener; SCTP probes send a raw INIT: ICMP protocol \
+                 unreachable from the destination = reached the host (allowed), silence = denied"
+            );
         }
         s
     }
@@ -453,9 +464,6 @@ impl Lab {
         if r.port == 0 {
             return Err("port 0 cannot be probed".into());
         }
-        if r.protocol == Protocol::Sctp {
-            self.sctp.clone()?;
-        }
         Ok((
             from.netns_path(),
             Resolved {
@@ -463,6 +471,7 @@ impl Lab {
                 protocol: r.protocol,
                 expect,
                 to: r.to.clone(),
+                sctp_raw: r.protocol == Protocol::Sctp && self.sctp.is_err(),
             },
         ))
     }

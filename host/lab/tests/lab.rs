@@ -1,14 +1,16 @@
 //! The lab on the real kernel (needs root, as in CI): topology, listeners,
-//! probe semantics, blocking a path without nftables, SCTP status, and
+//! probe semantics, blocking a path without nftables, SCTP (on a kernel
+//! without SCTP: at the packet level, judged by nftables in the node), and
 //! teardown on every exit path.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use palisade_lab::{
-    cleanup_leftovers, leftovers, Lab, LabError, LabExternal, LabPod, LabSpec, Observed,
-    ProbeRequest, DEFAULT_PROBE_TIMEOUT,
+    cleanup_leftovers, leftovers, sctp_supported, Lab, LabError, LabExternal, LabPod, LabSpec,
+    Observed, ProbeOutcome, ProbeRequest, DEFAULT_PROBE_TIMEOUT,
 };
 use palisade_model::Protocol::{self, Sctp, Tcp, Udp};
 
@@ -161,34 +163,196 @@ fn a_path_blocked_in_the_node_namespace_is_denied() {
     assert!(!o.allowed, "{}", o.detail);
 }
 
-#[test]
-fn sctp_is_probed_or_reported_as_unsupported() {
-    let lab = up(&spec(14));
-    let o = lab.probe_many(
-        &[ProbeRequest::new("x/a", "x/b", Sctp, 9000), ProbeRequest::new("x/a", "x/b", Sctp, 9001)],
-        DEFAULT_PROBE_TIMEOUT,
-    );
+/// The detail of an SCTP probe that reached a host without SCTP.
+const NO_SCTP_STACK: &str = "protocol unreachable: reached the host, no SCTP stack";
+
+/// Asserts that an SCTP probe reached `r.to`: on a kernel with SCTP, the
+/// listener answered (declared port) or the association was aborted;
+/// without SCTP, the destination kernel answered protocol unreachable.
+fn assert_sctp_reached(lab: &Lab, r: &ProbeRequest, o: &ProbeOutcome, listening: bool) {
+    assert!(o.allowed, "{r:?}: {}", o.detail);
     match lab.sctp_support() {
+        Ok(()) if listening => {
+            assert_eq!(o.observed, Observed::Answered { by: Some(r.to.clone()) }, "{}", o.detail);
+        }
+        Ok(()) => assert_eq!(o.observed, Observed::Refused, "{}", o.detail),
+        Err(_) => {
+            assert_eq!(o.observed, Observed::Refused, "{r:?}: {}", o.detail);
+            assert!(o.detail.contains(NO_SCTP_STACK), "{}", o.detail);
+        }
+    }
+}
+
+#[test]
+fn sctp_support_is_detected_and_reported() {
+    let lab = up(&spec(14));
+    assert_eq!(lab.sctp_support().map_err(str::to_string), sctp_supported());
+    match sctp_supported() {
         Ok(()) => {
-            assert_eq!(
-                o[0].observed,
-                Observed::Answered { by: Some("x/b".into()) },
-                "{}",
-                o[0].detail
-            );
-            assert_eq!(o[1].observed, Observed::Refused, "{}", o[1].detail);
+            let b = lab.endpoint("x/b").unwrap_or_else(|| panic!("x/b"));
+            assert!(b.ports.contains(&(Sctp, 9000)) && b.unbound.is_empty(), "{b:?}");
         }
         Err(why) => {
             eprintln!("SCTP: {why}");
-            assert!(why.contains("SCTP is not supported"), "{why}");
-            for outcome in &o {
-                assert!(outcome.is_failure(), "{}", outcome.detail);
-                assert!(outcome.detail.contains("SCTP is not supported"), "{}", outcome.detail);
-            }
+            assert!(why.contains("SCTP is not supported by this kernel"), "{why}");
+            assert!(why.contains("IPPROTO_SCTP"), "{why}");
             let b = lab.endpoint("x/b").unwrap_or_else(|| panic!("x/b"));
             assert_eq!(b.unbound, vec![(Sctp, 9000)]);
-            assert!(lab.describe().contains("no listener: 9000/SCTP"), "{}", lab.describe());
+            let d = lab.describe();
+            assert!(d.contains("no listener: 9000/SCTP"), "{d}");
+            assert!(d.contains("SCTP probes send a raw INIT"), "{d}");
         }
+    }
+}
+
+#[test]
+fn sctp_probes_reach_pods_in_every_direction_at_once() {
+    let lab = up(&spec(21));
+    let pods = ["x/a", "x/b", "y/c"];
+    let mut requests = Vec::new();
+    for from in pods {
+        for to in pods.iter().filter(|t| **t != from) {
+            for port in [9000, 9001, 80] {
+                requests.push(ProbeRequest::new(from, to, Sctp, port));
+            }
+        }
+    }
+    // From an external endpoint too, and to nobody's address.
+    requests.push(ProbeRequest::new("ip:192.0.21.10", "x/b", Sctp, 9000));
+    let nobody = ProbeRequest::new("x/a", "ip:10.99.99.99", Sctp, 9000);
+    requests.push(nobody.clone());
+    // Several rounds: every probe in both directions at once (a namespace
+    // that swallowed INITs while probing itself would deny some).
+    for round in 0..3 {
+        let started = Instant::now();
+        let o = lab.probe_many(&requests, DEFAULT_PROBE_TIMEOUT);
+        eprintln!("round {round}: {} SCTP probes in {:?}", requests.len(), started.elapsed());
+        for (r, o) in requests.iter().zip(&o) {
+            if *r == nobody {
+                assert_eq!(o.observed, Observed::TimedOut, "{}", o.detail);
+                assert!(!o.allowed);
+                continue;
+            }
+            let listening = lab.endpoint(&r.to).is_some_and(|e| e.ports.contains(&(Sctp, r.port)));
+            assert_sctp_reached(&lab, r, o, listening);
+        }
+        assert!(started.elapsed() < DEFAULT_PROBE_TIMEOUT * 3, "probes run in parallel");
+    }
+}
+
+#[test]
+fn an_sctp_path_blocked_in_the_node_namespace_is_denied() {
+    let lab = up(&spec(22));
+    let node = lab.node_netns_name().to_string();
+    let b = lab.endpoint("x/b").unwrap_or_else(|| panic!("x/b")).clone();
+    let sctp = ProbeRequest::new("x/a", "x/b", Sctp, 9000);
+    let check_denied = |o: &ProbeOutcome| {
+        assert!(!o.allowed, "{}", o.detail);
+        assert!(
+            matches!(o.observed, Observed::TimedOut | Observed::Unreachable(_)),
+            "{:?}: {}",
+            o.observed,
+            o.detail
+        );
+        if o.observed == Observed::TimedOut {
+            assert!(o.elapsed >= DEFAULT_PROBE_TIMEOUT - Duration::from_millis(5), "{o:?}");
+        }
+        eprintln!("denied: {} ({:?})", o.detail, o.elapsed);
+    };
+    let o = lab.probe(&sctp, DEFAULT_PROBE_TIMEOUT);
+    assert_sctp_reached(&lab, &sctp, &o, true);
+
+    // No route to x/b in the node.
+    ip_cmd(&["-n", &node, "route", "del", &format!("{}/32", b.ip), "dev", &b.host_interface]);
+    check_denied(&lab.probe(&sctp, DEFAULT_PROBE_TIMEOUT));
+
+    ip_cmd(&["-n", &node, "route", "add", &format!("{}/32", b.ip), "dev", &b.host_interface]);
+    let o = lab.probe(&sctp, DEFAULT_PROBE_TIMEOUT);
+    assert_sctp_reached(&lab, &sctp, &o, true);
+
+    // The node-side veth down.
+    ip_cmd(&["-n", &node, "link", "set", &b.host_interface, "down"]);
+    check_denied(&lab.probe(&sctp, DEFAULT_PROBE_TIMEOUT));
+}
+
+/// Runs `nft -f -` with `ruleset` inside the namespace `netns`.
+fn nft(netns: &str, ruleset: &str) -> String {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("nft: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("nft stdin"))
+        .write_all(ruleset.as_bytes())
+        .unwrap_or_else(|e| panic!("nft stdin: {e}"));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("nft: {e}"));
+    assert!(out.status.success(), "nft -f:\n{ruleset}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The packets counted by the rule of `listing` whose line contains `rule`.
+fn counted(listing: &str, rule: &str) -> u64 {
+    let line = listing
+        .lines()
+        .find(|l| l.contains(rule))
+        .unwrap_or_else(|| panic!("no rule `{rule}` in\n{listing}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == "packets")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or_else(|| panic!("no counter in `{line}`"))
+}
+
+#[test]
+fn nftables_in_the_node_namespace_matches_sctp_ports() {
+    let lab = up(&spec(23));
+    let node = lab.node_netns_name().to_string();
+    // The shape of the real backend: replies and ICMP errors of tracked
+    // flows first, then the policy, in a forward chain with policy accept.
+    nft(
+        &node,
+        "table inet labtest {
+            chain forward {
+                type filter hook forward priority 0; policy accept;
+                ct state established,related counter accept
+                ct state new meta l4proto sctp counter comment \"new sctp\"
+                meta l4proto sctp th dport 80 counter drop
+            }
+        }\n",
+    );
+    let requests = [
+        ProbeRequest::new("x/a", "x/b", Sctp, 80),
+        ProbeRequest::new("x/a", "x/b", Sctp, 81),
+        ProbeRequest::new("y/c", "x/a", Sctp, 80),
+        ProbeRequest::new("y/c", "x/a", Sctp, 9000),
+        ProbeRequest::new("x/a", "x/b", Tcp, 80),
+    ];
+    let started = Instant::now();
+    let o = lab.probe_many(&requests, DEFAULT_PROBE_TIMEOUT);
+    eprintln!("{} probes in {:?}", requests.len(), started.elapsed());
+    for i in [0, 2] {
+        assert!(!o[i].allowed, "{:?}: {}", requests[i], o[i].detail);
+        assert_eq!(o[i].observed, Observed::TimedOut, "{}", o[i].detail);
+    }
+    assert_sctp_reached(&lab, &requests[1], &o[1], false);
+    assert_sctp_reached(&lab, &requests[3], &o[3], true);
+    assert!(o[4].allowed, "TCP 80 is not SCTP: {}", o[4].detail);
+
+    let listing = nft(&node, "list table inet labtest\n");
+    eprintln!("{listing}");
+    assert_eq!(counted(&listing, "dport 80 counter"), 2, "the two INITs to port 80 were dropped");
+    // Every INIT was a new, valid SCTP flow for conntrack (a bad checksum
+    // would make it invalid), and the answers to the two that passed were
+    // related to it.
+    assert_eq!(counted(&listing, "new sctp"), 4);
+    if lab.sctp_support().is_err() {
+        assert!(counted(&listing, "established,related") >= 2, "the ICMP answers came back");
     }
 }
 
