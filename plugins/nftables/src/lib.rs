@@ -49,12 +49,15 @@ fn apply_batch(batch: &serde_json::Value) -> Result<(), Error> {
         .map_err(|m| capability("apply-batch", m))
 }
 
-/// Whether `name` is acceptable as an nftables table name.
+/// Whether `name` is acceptable as a table name: an identifier as `nft`
+/// writes them (a letter, `_` or `.`, then letters, digits, `/`, `-`, `_`,
+/// `.`; at most 255 bytes), the names the host grants.
 pub fn valid_table_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else { return false };
+    name.len() <= 255
+        && (first.is_ascii_alphabetic() || first == '_' || first == '.')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'))
 }
 
 /// The plugin (its `Guest` implementation is the exported `backend`).
@@ -91,7 +94,7 @@ impl Guest for Nftables {
                 "table" if valid_table_name(&value) => CONFIG.with(|c| c.borrow_mut().table = value),
                 "table" => {
                     return Err(palisade_plugin_sdk::invalid_input(format!(
-                        "setting `table`: `{value}` is not a table name (a letter, then letters, digits, `_`, `-`; at most 64)"
+                        "setting `table`: `{value}` is not an nftables identifier (a letter, `_` or `.`, then letters, digits, `/`, `-`, `_`, `.`)"
                     )))
                 }
                 "update-threshold" => match value.parse::<usize>() {

@@ -6,8 +6,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use palisade_plugin_sdk::types::Direction;
 
 /// The regular chain holding the whole policy dispatch; every base chain
-/// jumps to it.
-pub const POLICY: &str = "policy";
+/// jumps to it. (Not `policy`: that is a keyword of nft's text syntax, and a
+/// listing of the table must read back with `nft -f`.)
+pub const DISPATCH: &str = "dispatch";
 
 /// The base chains (hook names): forwarded traffic (pod to pod, pod to the
 /// outside), traffic to the node itself, and traffic the node sends.

@@ -2,9 +2,20 @@
 //! expressions the backend uses. Every command names the table, so the host's
 //! validation (objects only in the granted table) holds by construction.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::names::Fam;
+
+/// An object from key/value pairs, moving the values in. (`json!` embeds a
+/// `Value` by serializing it again: a deep copy, which for a batch of tens of
+/// thousands of commands costs seconds.)
+pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in pairs {
+        m.insert(k.to_string(), v);
+    }
+    Value::Object(m)
+}
 
 /// The family of the plugin's table.
 pub const FAMILY: &str = "inet";
@@ -39,20 +50,20 @@ impl Table {
         c["hook"] = json!(hook);
         c["prio"] = json!(0);
         c["policy"] = json!("accept");
-        json!({"add": {"chain": c}})
+        object([("add", object([("chain", c)]))])
     }
 
     pub fn add_chain(&self, name: &str) -> Value {
-        json!({"add": {"chain": self.obj(name)}})
+        object([("add", object([("chain", self.obj(name))]))])
     }
 
     pub fn flush_chain(&self, name: &str) -> Value {
-        json!({"flush": {"chain": self.obj(name)}})
+        object([("flush", object([("chain", self.obj(name))]))])
     }
 
     /// Deletes a chain with its rules (the kernel drops the rules with it).
     pub fn delete_chain(&self, name: &str) -> Value {
-        json!({"delete": {"chain": self.obj(name)}})
+        object([("delete", object([("chain", self.obj(name))]))])
     }
 
     /// An interval set of addresses of one family, with its elements.
@@ -63,11 +74,11 @@ impl Table {
         if !elems.is_empty() {
             s["elem"] = Value::Array(elems);
         }
-        json!({"add": {"set": s}})
+        object([("add", object([("set", s)]))])
     }
 
     pub fn delete_set(&self, name: &str) -> Value {
-        json!({"delete": {"set": self.obj(name)}})
+        object([("delete", object([("set", self.obj(name))]))])
     }
 
     /// A verdict map keyed by address; `elems` are `[key, verdict]` pairs.
@@ -78,29 +89,35 @@ impl Table {
         if !elems.is_empty() {
             m["elem"] = Value::Array(elems);
         }
-        json!({"add": {"map": m}})
+        object([("add", object([("map", m)]))])
     }
 
     pub fn add_elements(&self, set: &str, elems: Vec<Value>) -> Value {
         let mut e = self.obj(set);
         e["elem"] = Value::Array(elems);
-        json!({"add": {"element": e}})
+        object([("add", object([("element", e)]))])
     }
 
     pub fn delete_elements(&self, set: &str, elems: Vec<Value>) -> Value {
         let mut e = self.obj(set);
         e["elem"] = Value::Array(elems);
-        json!({"delete": {"element": e}})
+        object([("delete", object([("element", e)]))])
     }
 
     pub fn add_rule(&self, chain: &str, expr: Vec<Value>) -> Value {
-        json!({"add": {"rule": {"family": FAMILY, "table": self.name, "chain": chain, "expr": expr}}})
+        let rule = object([
+            ("family", json!(FAMILY)),
+            ("table", json!(self.name)),
+            ("chain", json!(chain)),
+            ("expr", Value::Array(expr)),
+        ]);
+        object([("add", object([("rule", rule)]))])
     }
 }
 
 /// Wraps commands into a batch document.
 pub fn batch(cmds: Vec<Value>) -> Value {
-    json!({ "nftables": cmds })
+    object([("nftables", Value::Array(cmds))])
 }
 
 /// An address field (`saddr`/`daddr`) of the network header of `fam`.
@@ -110,7 +127,7 @@ pub fn addr(fam: Fam, field: &str) -> Value {
 
 /// `left == right` (for a set reference `right` is `"@name"`).
 pub fn eq(left: Value, right: Value) -> Value {
-    json!({"match": {"op": "==", "left": left, "right": right}})
+    object([("match", object([("op", json!("==")), ("left", left), ("right", right)]))])
 }
 
 /// `ct state established,related`.
@@ -123,18 +140,16 @@ pub fn l4proto(name: &str) -> Value {
     eq(json!({"meta": {"key": "l4proto"}}), json!(name))
 }
 
-/// `th dport { ... }` over inclusive, sorted, disjoint ranges.
-pub fn dport_in(ranges: &[(u16, u16)]) -> Value {
-    let elems: Vec<Value> = ranges
-        .iter()
-        .map(|&(a, b)| if a == b { json!(a) } else { json!({"range": [a, b]}) })
-        .collect();
-    eq(json!({"payload": {"protocol": "th", "field": "dport"}}), json!({ "set": elems }))
+/// `th dport N` or `th dport A-B` (a range match, no anonymous set: a table
+/// with tens of thousands of anonymous sets makes every transaction slow).
+pub fn dport(first: u16, last: u16) -> Value {
+    let right = if first == last { json!(first) } else { json!({"range": [first, last]}) };
+    eq(json!({"payload": {"protocol": "th", "field": "dport"}}), right)
 }
 
 /// `KEY vmap @map`.
 pub fn vmap(key: Value, map: &str) -> Value {
-    json!({"vmap": {"key": key, "data": format!("@{map}")}})
+    object([("vmap", object([("key", key), ("data", json!(format!("@{map}")))]))])
 }
 
 pub fn accept() -> Value {

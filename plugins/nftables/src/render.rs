@@ -4,13 +4,13 @@
 //!
 //! Layout (docs/nftables-backend.md):
 //! - base chains `forward`, `input`, `output` (filter, priority 0, policy
-//!   accept) each `jump policy`;
-//! - `policy`: `ct state established,related accept`, then
+//!   accept) each `jump dispatch`;
+//! - `dispatch`: `ct state established,related accept`, then
 //!   `ip saddr vmap @egress4`, `ip6 saddr vmap @egress6`,
 //!   `ip daddr vmap @ingress4`, `ip6 daddr vmap @ingress6`;
 //! - the verdict maps jump to tier 0 of an endpoint policy (`e7_eg_t0`); one
 //!   chain per tier; `pass` and a `next-tier` tier end `goto` the next tier's
-//!   chain, so a `return` anywhere returns to `policy`. Egress allow is
+//!   chain, so a `return` anywhere returns to `dispatch`. Egress allow is
 //!   `return` (the destination's ingress still runs), ingress allow `accept`,
 //!   deny and a `deny` tier end `drop`, log `log prefix "palisade ..."` and go
 //!   on; falling off the last tier returns, i.e. allows.
@@ -118,7 +118,10 @@ pub fn dispatch(state: &AppliedState) -> Dispatch {
 
 /// One verdict-map element: `ADDR : jump e7_in_t0`.
 pub fn vmap_elem(fam: Fam, addr: u128, dk: u8, ep: u32) -> Value {
-    json!([vmap_key(fam, addr), nft::jump(&names::tier_chain(ep, names::key_dir(dk), 0))])
+    Value::Array(vec![
+        vmap_key(fam, addr),
+        nft::jump(&names::tier_chain(ep, names::key_dir(dk), 0)),
+    ])
 }
 
 /// The key of a verdict-map element (for deletes).
@@ -222,7 +225,9 @@ pub fn policy_rules(t: &Table, state: &AppliedState, p: &EndpointPolicy) -> Vec<
                 Some(groups) if groups.is_empty() => continue,
                 Some(groups) => groups
                     .iter()
-                    .map(|(proto, ranges)| vec![nft::l4proto(proto), nft::dport_in(ranges)])
+                    .flat_map(|(proto, ranges)| {
+                        ranges.iter().map(|&(a, b)| vec![nft::l4proto(proto), nft::dport(a, b)])
+                    })
                     .collect(),
             };
             let verdict = match r.action {
@@ -271,7 +276,7 @@ pub fn full(t: &Table, state: &AppliedState) -> Value {
         cmds.push(t.add_set(&names::set(s.id, Fam::V4), Fam::V4, v4));
         cmds.push(t.add_set(&names::set(s.id, Fam::V6), Fam::V6, v6));
     }
-    cmds.push(t.add_chain(names::POLICY));
+    cmds.push(t.add_chain(names::DISPATCH));
     for p in state.policies.values() {
         for c in policy_chains(p) {
             cmds.push(t.add_chain(&c));
@@ -284,7 +289,7 @@ pub fn full(t: &Table, state: &AppliedState) -> Value {
     cmds.extend(dispatch_rules(t));
     for hook in names::BASE_CHAINS {
         cmds.push(t.add_base_chain(hook));
-        cmds.push(t.add_rule(hook, vec![nft::jump(names::POLICY)]));
+        cmds.push(t.add_rule(hook, vec![nft::jump(names::DISPATCH)]));
     }
     for p in state.policies.values() {
         cmds.extend(policy_rules(t, state, p));
@@ -292,13 +297,13 @@ pub fn full(t: &Table, state: &AppliedState) -> Value {
     nft::batch(cmds)
 }
 
-/// The rules of the `policy` chain.
+/// The rules of the `dispatch` chain.
 fn dispatch_rules(t: &Table) -> Vec<Value> {
-    let mut cmds = vec![t.add_rule(names::POLICY, vec![nft::ct_established(), nft::accept()])];
+    let mut cmds = vec![t.add_rule(names::DISPATCH, vec![nft::ct_established(), nft::accept()])];
     for (dir, field) in [(Direction::Egress, "saddr"), (Direction::Ingress, "daddr")] {
         for f in Fam::BOTH {
             let m = names::vmap(dir, f);
-            cmds.push(t.add_rule(names::POLICY, vec![nft::vmap(nft::addr(f, field), &m)]));
+            cmds.push(t.add_rule(names::DISPATCH, vec![nft::vmap(nft::addr(f, field), &m)]));
         }
     }
     cmds

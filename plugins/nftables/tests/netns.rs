@@ -5,10 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::*;
+use palisade_nft::{NftDataplane, TableGrants};
 use palisade_nftables::delta::{self, Plan};
 use palisade_nftables::{nft::Table, render};
 use palisade_plugin_sdk::types::{
@@ -28,9 +30,11 @@ fn run(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
-/// A network namespace deleted on every exit path (panics included).
+/// A network namespace deleted on every exit path (panics included), with
+/// the host's nft capability acting in it for the plugin `nftables`.
 struct Ns {
     name: String,
+    nft: NftDataplane,
 }
 
 impl Ns {
@@ -38,29 +42,20 @@ impl Ns {
         let name = format!("pnftp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         run(Command::new("ip").args(["netns", "add", &name]))
             .unwrap_or_else(|e| panic!("these tests need root and iproute2: {e}"));
-        Ns { name }
+        let grants = TableGrants::new().grant("nftables", "inet palisade".parse().unwrap());
+        let nft = NftDataplane::new(Some(PathBuf::from(format!("/run/netns/{name}"))), grants);
+        Ns { name, nft }
     }
 
-    /// Applies a batch with `nft -j -f` inside the namespace.
+    /// Applies a batch through the host's capability: checked against the
+    /// plugin's table grant, then `nft -j -f -` in the namespace.
     fn apply(&self, batch: &Value) -> Result<(), String> {
-        let file = std::env::temp_dir().join(format!(
-            "{}-{}.json",
-            self.name,
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::write(&file, batch.to_string()).map_err(|e| e.to_string())?;
-        let r = run(Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-j", "-f"])
-            .arg(&file));
-        let _ = std::fs::remove_file(&file);
-        r.map(|_| ())
+        self.nft.apply("nftables", &batch.to_string()).map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// `nft -j list table inet palisade`, canonicalized.
     fn table(&self) -> Table_ {
-        let out = run(Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-j", "list", "table", "inet", "palisade"]))
-        .unwrap();
+        let out = self.nft.list("nftables", "inet", "palisade").unwrap();
         canonical(&serde_json::from_str(&out).unwrap())
     }
 
@@ -177,17 +172,27 @@ fn full_rule_set_applies_and_lists_as_generated() {
         );
         assert_eq!(elems(&tab, "set s3_6").len(), 2);
         assert!(elems(&tab, "map ingress4")[0].contains("e1_in_t0"));
-        for c in
-            ["forward", "input", "output", "policy", "e1_in_t0", "e2_eg_t0", "e2_eg_t1", "e3_in_t0"]
-        {
+        for c in [
+            "forward", "input", "output", "dispatch", "e1_in_t0", "e2_eg_t0", "e2_eg_t1",
+            "e3_in_t0",
+        ] {
             assert!(has_chain(&tab, c), "{c}");
         }
         assert_eq!(tab["chain forward"]["hook"], "forward");
-        assert_eq!(tab["rules e1_in_t0"].as_array().unwrap().len(), 6);
+        assert_eq!(tab["rules e1_in_t0"].as_array().unwrap().len(), 8);
         let text = ns.text();
         assert!(text.contains(r#"log prefix "palisade e1 in ns/web _x_ ingress[0]: ""#), "{text}");
         assert!(text.contains("sctp dport 5000 return"), "{text}");
         assert!(text.contains("ip6 saddr @s3_6 udp dport 1-65535 accept"), "{text}");
+        // The text listing reads back (no keyword used as a name).
+        let fresh = Ns::new();
+        let file = std::env::temp_dir().join(format!("{}.nft", fresh.name));
+        std::fs::write(&file, &text).unwrap();
+        let back =
+            run(Command::new("ip").args(["netns", "exec", &fresh.name, "nft", "-f"]).arg(&file));
+        let _ = std::fs::remove_file(&file);
+        back.unwrap();
+        assert_eq!(fresh.table(), tab);
         // A full apply over an existing table is an atomic replace.
         let mut rs = rule_set();
         rs.policies.truncate(1);
@@ -310,5 +315,77 @@ fn incremental_updates_equal_full_replaces() {
         assert_eq!(elems(&tab, "map ingress4").len(), 2);
         assert!(tab.keys().filter(|k| k.starts_with("set ")).count() == 0);
         assert_eq!(st.policies.len(), 1);
+    });
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let r = f();
+    eprintln!("{what}: {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    r
+}
+
+/// Timings of a 10,000-rule set (about 60,000 nft rules; a full apply takes
+/// seconds, so it is opt-in and reported as ignored otherwise).
+#[test]
+#[ignore = "timing run: cargo test --release -p palisade-plugin-nftables --test netns -- --ignored --nocapture"]
+fn ten_thousand_rules_apply_and_update() {
+    in_lab(|| {
+        let ns = Ns::new();
+        let rs = big_rule_set();
+        let st = state(rs);
+        assert_eq!(st.rule_count(), 10_000);
+        let batch = timed("render 10k rules", || render::full(&t(), &st));
+        let n = batch["nftables"].as_array().unwrap().len();
+        eprintln!("full batch: {n} commands, {} bytes", batch.to_string().len());
+        timed("full apply (empty table)", || ns.apply(&batch)).unwrap();
+
+        let mut d = empty_delta(st.generation);
+        d.sets_changed.push(SetChange {
+            id: 8,
+            add_v4: (0..10).map(|i| p4(&format!("192.168.{i}.0"), 24)).collect(),
+            remove_v4: vec![p4("10.100.8.0", 24)],
+            add_v6: vec![],
+            remove_v6: vec![],
+        });
+        let (st2, Plan::Incremental { batch, .. }) =
+            delta::plan_update(&t(), &st, d, 2000).unwrap()
+        else {
+            panic!()
+        };
+        timed("update: 11 set elements", || ns.apply(&batch)).unwrap();
+
+        let mut d = empty_delta(st2.generation);
+        let mut p = st2.policies.values().next().unwrap().clone();
+        p.tiers.swap(0, 1);
+        d.policies_upserted.push(p);
+        let (st3, Plan::Incremental { batch, .. }) =
+            delta::plan_update(&t(), &st2, d, 2000).unwrap()
+        else {
+            panic!()
+        };
+        timed("update: one 50-rule policy replaced", || ns.apply(&batch)).unwrap();
+
+        let mut d = empty_delta(st3.generation);
+        d.endpoints_upserted.push(endpoint(500, &["10.1.9.9"], &["fd00::9:9"]));
+        d.policies_upserted.push(policy(
+            500,
+            Direction::Ingress,
+            vec![(
+                vec![R(Action::Allow, Peer::Set(3), vec![(Protocol::Tcp, 80, 80)])],
+                NoMatch::Deny,
+            )],
+        ));
+        d.endpoints_removed.push(7);
+        d.policies_removed.push(PolicyKey { endpoint: 7, direction: Direction::Ingress });
+        let (st4, Plan::Incremental { batch, .. }) =
+            delta::plan_update(&t(), &st3, d, 2000).unwrap()
+        else {
+            panic!()
+        };
+        timed("update: endpoint added with policy, one removed", || ns.apply(&batch)).unwrap();
+        let full = render::full(&t(), &st4);
+        timed("full replace of the same state (the fallback)", || ns.apply(&full)).unwrap();
+        assert!(ns.table().contains_key("chain e500_in_t0"));
     });
 }

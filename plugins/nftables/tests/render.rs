@@ -64,7 +64,7 @@ fn layout_sets_maps_and_chains() {
     assert_eq!(sets, ["s1_4", "s1_6", "s2_4", "s2_6", "s3_4", "s3_6"]);
     let chains = names(&b, "add", "chain");
     for c in
-        ["policy", "forward", "input", "output", "e1_in_t0", "e2_eg_t0", "e2_eg_t1", "e3_in_t0"]
+        ["dispatch", "forward", "input", "output", "e1_in_t0", "e2_eg_t0", "e2_eg_t1", "e3_in_t0"]
     {
         assert!(chains.contains(&c.to_string()), "{c} in {chains:?}");
     }
@@ -82,9 +82,9 @@ fn layout_sets_maps_and_chains() {
     assert!(map("egress6").get("elem").is_none());
     // Base chains jump to the dispatch chain; it accepts replies first.
     for hook in ["forward", "input", "output"] {
-        assert_eq!(chain_rules(&b, hook), vec![json!([{"jump": {"target": "policy"}}])]);
+        assert_eq!(chain_rules(&b, hook), vec![json!([{"jump": {"target": "dispatch"}}])]);
     }
-    let p = chain_rules(&b, "policy");
+    let p = chain_rules(&b, "dispatch");
     assert_eq!(p[0][1], json!({"accept": null}));
     assert_eq!(p[0][0]["match"]["right"], json!(["established", "related"]));
     assert_eq!(p.len(), 5);
@@ -102,20 +102,50 @@ fn layout_sets_maps_and_chains() {
 fn ingress_rules_per_family_and_protocol_with_log_and_deny() {
     let b = full();
     let r = chain_rules(&b, "e1_in_t0");
-    // allow from set 1: 2 families x 2 protocols; log sctp: 1; tier end: drop.
-    assert_eq!(r.len(), 6, "{r:#?}");
+    // allow from set 1: 2 families x 3 port ranges (one rule each, no
+    // anonymous sets); log sctp: 1; tier end: drop.
+    assert_eq!(r.len(), 8, "{r:#?}");
     assert_eq!(r[0][0]["match"]["left"]["payload"], json!({"protocol": "ip", "field": "saddr"}));
     assert_eq!(r[0][0]["match"]["right"], "@s1_4");
     assert_eq!(r[0][1]["match"]["right"], "tcp");
-    assert_eq!(r[0][2]["match"]["right"], json!({"set": [80, {"range": [8000, 8010]}]}));
+    assert_eq!(r[0][2]["match"]["right"], json!(80));
     assert_eq!(r[0][3], json!({"accept": null}));
-    assert_eq!(r[1][1]["match"]["right"], "udp");
-    assert_eq!(r[1][2]["match"]["right"], json!({"set": [53]}));
-    assert_eq!(r[2][0]["match"]["right"], "@s1_6");
-    assert_eq!(r[4][0]["match"]["right"], "sctp");
-    let prefix = r[4][2]["log"]["prefix"].as_str().unwrap();
+    assert_eq!(r[1][2]["match"]["right"], json!({"range": [8000, 8010]}));
+    assert_eq!(r[2][1]["match"]["right"], "udp");
+    assert_eq!(r[2][2]["match"]["right"], json!(53));
+    assert_eq!(r[3][0]["match"]["right"], "@s1_6");
+    assert_eq!(r[6].as_array().unwrap().len(), 3);
+    assert_eq!(r[6][0]["match"]["right"], "sctp");
+    let prefix = r[6][2]["log"]["prefix"].as_str().unwrap();
     assert_eq!(prefix, "palisade e1 in ns/web _x_ ingress[0]: ");
-    assert_eq!(r[5], json!([{"drop": null}]));
+    assert_eq!(r[7], json!([{"drop": null}]));
+}
+
+#[test]
+fn overlapping_port_ranges_are_merged() {
+    let mut rs = rule_set();
+    rs.policies = vec![policy(
+        1,
+        Direction::Ingress,
+        vec![(
+            vec![R(
+                Action::Allow,
+                Peer::Any,
+                vec![
+                    (Protocol::Tcp, 80, 90),
+                    (Protocol::Tcp, 85, 100),
+                    (Protocol::Tcp, 101, 101),
+                    (Protocol::Udp, 5, 5),
+                ],
+            )],
+            NoMatch::NextTier,
+        )],
+    )];
+    let b = render::full(&Table::new("palisade"), &state(rs));
+    let r = chain_rules(&b, "e1_in_t0");
+    assert_eq!(r.len(), 2, "{r:#?}");
+    assert_eq!(r[0][1]["match"]["right"], json!({"range": [80, 101]}));
+    assert_eq!(r[1][1]["match"]["right"], json!(5));
 }
 
 #[test]

@@ -164,3 +164,57 @@ pub fn empty_delta(base: u64) -> Delta {
         policies_removed: vec![],
     }
 }
+
+/// 200 endpoints with ingress and egress policies of 2 tiers x 25 rules
+/// (10,000 rules), peers drawn from 1,000 address sets.
+pub fn big_rule_set() -> RuleSet {
+    use Action::*;
+    let mut rs = rule_set();
+    rs.endpoints = (1..=200)
+        .map(|i| {
+            endpoint(
+                i,
+                &[&format!("10.1.{}.{}", i / 250, i % 250 + 1)],
+                &[&format!("fd00::1:{i:x}")],
+            )
+        })
+        .collect();
+    rs.sets = (1..=1000)
+        .map(|i| {
+            let (a, b) = (i / 250, i % 250);
+            set(
+                i,
+                &[(&format!("10.{}.{b}.0", 100 + a), 24), (&format!("172.{}.{b}.7", 16 + a), 32)],
+                &[(&format!("fd{a:02x}:{b:x}::"), 64)],
+            )
+        })
+        .collect();
+    rs.policies = (1..=200u32)
+        .flat_map(|ep| {
+            [Direction::Ingress, Direction::Egress].map(|dir| {
+                let rule = |j: u32| {
+                    let ports = vec![
+                        (Protocol::Tcp, 80 + j as u16, 80 + j as u16),
+                        (Protocol::Tcp, 8000, 8100),
+                        (Protocol::Udp, 53, 53),
+                    ];
+                    R(
+                        if j % 5 == 4 { Deny } else { Allow },
+                        Peer::Set((ep * 7 + j) % 1000 + 1),
+                        ports,
+                    )
+                };
+                policy(
+                    ep,
+                    dir,
+                    vec![
+                        ((0..25).map(rule).collect(), NoMatch::NextTier),
+                        ((25..50).map(rule).collect(), NoMatch::Deny),
+                    ],
+                )
+            })
+        })
+        .take(200)
+        .collect();
+    rs
+}
