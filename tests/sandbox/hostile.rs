@@ -154,3 +154,34 @@ fn capability_calls_reach_the_provider_with_the_plugin_named() {
     let err = bare.apply(&rule_set(1, &["hostile/bpf"])).expect_err("no provider");
     assert!(err.to_string().contains("no eBPF dataplane"), "{err}");
 }
+
+#[test]
+fn time_spent_serving_capability_calls_does_not_count_against_the_cpu_deadline() {
+    // An nft transaction of a large rule set takes the host seconds; the
+    // plugin's own deadline must not expire meanwhile.
+    struct Slow;
+    impl NftProvider for Slow {
+        fn apply_batch(&self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn list_table(&self, _: &str, _: &str, _: &str) -> Result<String, String> {
+            std::thread::sleep(Duration::from_millis(600));
+            Err("slow provider answered".into())
+        }
+        fn delete_table(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let limits = Limits { call_deadline: Duration::from_millis(200), ..Limits::default() };
+    let caps = Capabilities { nft: Arc::new(Slow), ..Capabilities::default() };
+    let mut sup = supervisor(limits, caps);
+    let err = sup.apply(&rule_set(1, &["hostile/nft"])).expect_err("the provider refuses");
+    match err {
+        PluginError::Backend { code, message, .. } => {
+            assert_eq!(code, "capability");
+            assert_eq!(message, "slow provider answered");
+        }
+        other => panic!("the plugin was interrupted instead: {other}"),
+    }
+    assert_eq!(sup.status().restarts, 0, "no trap, no fresh instance");
+}

@@ -157,7 +157,7 @@ impl log::Host for StoreState {
 impl nft::Host for StoreState {
     fn apply_batch(&mut self, batch_json: String) -> wasmtime::Result<Result<(), String>> {
         self.charge(batch_json.len())?;
-        Ok(self.caps.nft.apply_batch(&self.plugin, &batch_json))
+        Ok(self.serve(|c, p| c.nft.apply_batch(p, &batch_json)))
     }
 
     fn list_table(
@@ -166,7 +166,7 @@ impl nft::Host for StoreState {
         name: String,
     ) -> wasmtime::Result<Result<String, String>> {
         self.charge(family.len() + name.len())?;
-        Ok(self.caps.nft.list_table(&self.plugin, &family, &name))
+        Ok(self.serve(|c, p| c.nft.list_table(p, &family, &name)))
     }
 
     fn delete_table(
@@ -175,7 +175,7 @@ impl nft::Host for StoreState {
         name: String,
     ) -> wasmtime::Result<Result<(), String>> {
         self.charge(family.len() + name.len())?;
-        Ok(self.caps.nft.delete_table(&self.plugin, &family, &name))
+        Ok(self.serve(|c, p| c.nft.delete_table(p, &family, &name)))
     }
 }
 
@@ -189,7 +189,7 @@ fn model_direction(d: types::Direction) -> palisade_model::Direction {
 impl bpf::Host for StoreState {
     fn load(&mut self, object: Vec<u8>) -> wasmtime::Result<Result<u32, String>> {
         self.charge(object.len())?;
-        Ok(self.caps.bpf.load(&self.plugin, &object))
+        Ok(self.serve(|c, p| c.bpf.load(p, &object)))
     }
 
     fn attach(
@@ -200,12 +200,12 @@ impl bpf::Host for StoreState {
         direction: types::Direction,
     ) -> wasmtime::Result<Result<u32, String>> {
         self.charge(program.len())?;
-        Ok(self.caps.bpf.attach(&self.plugin, obj, &program, endpoint, model_direction(direction)))
+        Ok(self.serve(|c, p| c.bpf.attach(p, obj, &program, endpoint, model_direction(direction))))
     }
 
     fn detach(&mut self, link: u32) -> wasmtime::Result<Result<(), String>> {
         self.charge(0)?;
-        Ok(self.caps.bpf.detach(&self.plugin, link))
+        Ok(self.serve(|c, p| c.bpf.detach(p, link)))
     }
 
     fn map_update(
@@ -216,7 +216,7 @@ impl bpf::Host for StoreState {
     ) -> wasmtime::Result<Result<(), String>> {
         let bytes = map_name.len() + entries.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         self.charge(bytes)?;
-        Ok(self.caps.bpf.map_update(&self.plugin, obj, &map_name, &entries))
+        Ok(self.serve(|c, p| c.bpf.map_update(p, obj, &map_name, &entries)))
     }
 
     fn map_delete(
@@ -226,11 +226,11 @@ impl bpf::Host for StoreState {
         keys: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<(), String>> {
         self.charge(map_name.len() + keys.iter().map(Vec::len).sum::<usize>())?;
-        Ok(self.caps.bpf.map_delete(&self.plugin, obj, &map_name, &keys))
+        Ok(self.serve(|c, p| c.bpf.map_delete(p, obj, &map_name, &keys)))
     }
 
     fn unload(&mut self, obj: u32) -> wasmtime::Result<Result<(), String>> {
         self.charge(0)?;
-        Ok(self.caps.bpf.unload(&self.plugin, obj))
+        Ok(self.serve(|c, p| c.bpf.unload(p, obj)))
     }
 }

@@ -35,6 +35,18 @@ impl PluginInstance {
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| s);
         store.set_hostcall_fuel(payload);
+        // At each deadline, count only the plugin's own time: what the host
+        // spent in capability calls is given back.
+        store.epoch_deadline_callback(move |mut ctx| {
+            let s = ctx.data_mut();
+            let deadline = s.limits.call_deadline;
+            let used = s.guest_time();
+            if used >= deadline {
+                s.limit_hit = Some(LimitKind::CpuDeadline { deadline });
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(deadline_ticks(deadline - used, tick)))
+        });
         // Instantiation runs the component's start code: give it a deadline.
         store.set_epoch_deadline(deadline_ticks(store.data().limits.call_deadline, tick));
         let bindings = match pre.instantiate(&mut store) {
@@ -70,8 +82,8 @@ impl PluginInstance {
             });
         }
         let deadline = self.store.data().limits.call_deadline;
-        self.store.set_epoch_deadline(deadline_ticks(deadline, self.tick));
         self.store.data_mut().begin_call();
+        self.store.set_epoch_deadline(deadline_ticks(deadline, self.tick));
         match f(&self.bindings, &mut self.store) {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(PluginError::Backend {

@@ -10,8 +10,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Table elements of one instance.
     pub table_elements: usize,
-    /// Wall-clock CPU deadline of one call (enforced by epoch interruption,
-    /// so it is accurate to the engine's tick).
+    /// CPU deadline of one call: the plugin's own running time, enforced by
+    /// epoch interruption (accurate to the engine's tick); time the host
+    /// spends serving its capability calls does not count.
     pub call_deadline: Duration,
     /// Bytes a plugin may pass in one host call (strings, lists).
     pub host_call_payload_bytes: usize,
@@ -29,7 +30,7 @@ impl Default for Limits {
             memory_bytes: 256 << 20,
             table_elements: 100_000,
             call_deadline: Duration::from_secs(5),
-            host_call_payload_bytes: 32 << 20,
+            host_call_payload_bytes: 64 << 20,
             host_calls_per_call: 100_000,
             host_call_bytes_per_call: 256 << 20,
             log_message_bytes: 64 << 10,

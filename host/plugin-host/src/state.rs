@@ -2,6 +2,7 @@
 //! budgets, and the capability providers its calls reach.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -19,6 +20,11 @@ pub(crate) struct StoreState {
     pub limit_hit: Option<LimitKind>,
     calls: u64,
     bytes: u64,
+    /// When the current plugin call started, and how much of it the host
+    /// spent serving capability calls: the CPU deadline counts only the
+    /// plugin's own time.
+    call_started: Instant,
+    host_time: Duration,
     pub caps: Capabilities,
 }
 
@@ -40,6 +46,8 @@ impl StoreState {
             limit_hit: None,
             calls: 0,
             bytes: 0,
+            call_started: Instant::now(),
+            host_time: Duration::ZERO,
             caps,
         }
     }
@@ -49,6 +57,23 @@ impl StoreState {
         self.calls = 0;
         self.bytes = 0;
         self.limit_hit = None;
+        self.call_started = Instant::now();
+        self.host_time = Duration::ZERO;
+    }
+
+    /// Time the plugin itself has run during the current call.
+    pub fn guest_time(&self) -> Duration {
+        self.call_started.elapsed().saturating_sub(self.host_time)
+    }
+
+    /// Runs a capability provider call, keeping its time off the plugin's
+    /// CPU deadline (an nft transaction of a large rule set takes seconds of
+    /// the host's time, none of the plugin's).
+    pub fn serve<R>(&mut self, work: impl FnOnce(&Capabilities, &str) -> R) -> R {
+        let started = Instant::now();
+        let result = work(&self.caps, &self.plugin);
+        self.host_time += started.elapsed();
+        result
     }
 
     /// Records a broken limit and returns the error that traps the guest.
