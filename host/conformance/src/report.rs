@@ -13,6 +13,9 @@ pub fn text(report: &RunReport) -> String {
         let status = if failed == 0 { "PASS" } else { "FAIL" };
         let _ = writeln!(s, "{status} {scenario} ({} checks, {failed} failed)", results.len());
     }
+    for w in &report.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
     for p in &report.problems {
         // The message names the object and the field already.
         let what = if p.ignored_kind { "ignored" } else { "rejected" };

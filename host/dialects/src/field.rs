@@ -59,7 +59,7 @@ impl<'k> Ctx<'k> {
             field: path.to_string(),
             message: message.into(),
         };
-        tracing::warn!(%warning, "dialect warning");
+        tracing::debug!(%warning, "dialect warning");
         self.warnings.push(warning);
     }
 
