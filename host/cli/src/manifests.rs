@@ -8,7 +8,6 @@ use palisade_dialects::{BetaRule, Compiler};
 use palisade_model::Direction;
 use palisade_resolver::Resolver;
 use palisade_store::Store;
-use serde_json::Value;
 
 /// Which rule decides when extensions/v1beta1 policies are in force.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,16 +37,6 @@ pub struct Loaded {
     pub rejected: usize,
 }
 
-fn rank(object: &Value) -> u8 {
-    let api = object.get("apiVersion").and_then(Value::as_str);
-    match (api, object.get("kind").and_then(Value::as_str)) {
-        (Some("v1"), Some("Namespace")) => 0,
-        (Some("v1"), Some("Node")) => 1,
-        (Some("v1"), Some("Pod")) => 2,
-        _ => 3,
-    }
-}
-
 /// Reads `path` (a file or a directory of YAML/JSON manifests). Invalid
 /// objects are reported on stderr with their file, object and field, and
 /// skipped; unsupported kinds are reported as ignored.
@@ -58,7 +47,7 @@ pub fn load(
 ) -> anyhow::Result<Loaded> {
     let mut documents = palisade_store::source::load_path(path)
         .with_context(|| format!("cannot read manifests from {}", path.display()))?;
-    documents.sort_by_key(|d| rank(&d.object));
+    documents.sort_by_key(|d| palisade_pipeline::rank(&d.object));
     let mut store = Store::new();
     let mut compiler = Compiler::new(dialects);
     let mut events = Vec::new();
