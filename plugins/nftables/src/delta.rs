@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_plugin_sdk::types::{Delta, Error, Peer};
-use palisade_plugin_sdk::AppliedState;
+use palisade_plugin_sdk::types::{AddressSet, Delta, Endpoint, EndpointPolicy, Error, Peer};
+use palisade_plugin_sdk::{AppliedState, Undo};
 use serde_json::Value;
 
 use crate::names::{self, Fam};
@@ -78,13 +78,112 @@ fn diff<T: Ord + Copy>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
     (o.difference(&n).copied().collect(), n.difference(&o).copied().collect())
 }
 
-/// Plans the batch taking the table from `old` to `new`, given what the delta
-/// touched. Falls back to a full replace when the delta has more than
-/// `threshold` records.
+/// The value before the delta of set `id` (`undo` holds the touched ones).
+fn set_before<'a>(new: &'a AppliedState, undo: &'a Undo, id: u32) -> Option<&'a AddressSet> {
+    match undo.sets.get(&id) {
+        Some(prev) => prev.as_ref(),
+        None => new.sets.get(&id),
+    }
+}
+
+fn policy_before<'a>(
+    new: &'a AppliedState,
+    undo: &'a Undo,
+    key: &(u32, u8),
+) -> Option<&'a EndpointPolicy> {
+    match undo.policies.get(key) {
+        Some(prev) => prev.as_ref(),
+        None => new.policies.get(key),
+    }
+}
+
+fn endpoint_before<'a>(new: &'a AppliedState, undo: &'a Undo, id: u32) -> Option<&'a Endpoint> {
+    match undo.endpoints.get(&id) {
+        Some(prev) => prev.as_ref(),
+        None => new.endpoints.get(&id),
+    }
+}
+
+/// The addresses of an endpoint, as dispatch keys.
+fn endpoint_addrs(e: &Endpoint) -> impl Iterator<Item = (Fam, u128)> + '_ {
+    e.v4.iter()
+        .map(|&a| (Fam::V4, u128::from(a)))
+        .chain(e.v6.iter().map(|p| (Fam::V6, names::v6_join(p.hi, p.lo))))
+}
+
+/// The verdict-map entries the delta can have changed: for every address of
+/// a touched endpoint (before and after), and of an endpoint whose policy
+/// for a direction appeared or disappeared, its entry before and after per
+/// direction key (`render::dispatch` restricted to those addresses, without
+/// building the whole map twice).
+type DispatchChange = BTreeMap<(u8, Fam), Vec<(u128, Option<u32>, Option<u32>)>>;
+
+fn dispatch_change(new: &AppliedState, undo: &Undo) -> DispatchChange {
+    let mut affected: BTreeSet<(Fam, u128)> = BTreeSet::new();
+    let mut add = |e: Option<&Endpoint>| {
+        if let Some(e) = e {
+            affected.extend(endpoint_addrs(e));
+        }
+    };
+    for (&id, prev) in &undo.endpoints {
+        add(prev.as_ref());
+        add(new.endpoints.get(&id));
+    }
+    for (k, prev) in &undo.policies {
+        if prev.is_some() != new.policies.contains_key(k) {
+            add(endpoint_before(new, undo, k.0));
+            add(new.endpoints.get(&k.0));
+        }
+    }
+    let mut out = DispatchChange::new();
+    if affected.is_empty() {
+        return out;
+    }
+    // Owner (lowest endpoint id with the address) among the endpoints the
+    // delta did not touch, then among the touched ones before and after.
+    let mut untouched: BTreeMap<(Fam, u128), u32> = BTreeMap::new();
+    for (&id, e) in &new.endpoints {
+        if undo.endpoints.contains_key(&id) {
+            continue;
+        }
+        for a in endpoint_addrs(e) {
+            if affected.contains(&a) {
+                untouched.entry(a).or_insert(id);
+            }
+        }
+    }
+    let owner = |a: &(Fam, u128), after: bool| -> Option<u32> {
+        let mut best = untouched.get(a).copied();
+        for (&id, prev) in &undo.endpoints {
+            let e = if after { new.endpoints.get(&id) } else { prev.as_ref() };
+            if e.is_some_and(|e| endpoint_addrs(e).any(|x| x == *a)) {
+                best = Some(best.map_or(id, |b| b.min(id)));
+            }
+        }
+        best
+    };
+    for a in &affected {
+        let (o, n) = (owner(a, false), owner(a, true));
+        for dk in [0u8, 1] {
+            let o = o.filter(|&ep| policy_before(new, undo, &(ep, dk)).is_some());
+            let n = n.filter(|&ep| new.policies.contains_key(&(ep, dk)));
+            if o != n {
+                out.entry((dk, a.0)).or_default().push((a.1, o, n));
+            }
+        }
+    }
+    out
+}
+
+/// Plans the batch taking the table to `new` from the state before the
+/// delta (`new` with `undo` rolled back), given what the delta touched.
+/// Falls back to a full replace when the delta has more than `threshold`
+/// records. The cost is that of the delta (and of the touched sets and
+/// policies), not of the table.
 pub fn plan(
     t: &Table,
-    old: &AppliedState,
     new: &AppliedState,
+    undo: &Undo,
     touched: &Touched,
     threshold: usize,
 ) -> Plan {
@@ -102,7 +201,7 @@ pub fn plan(
     let mut sets_del = Vec::new();
     let mut existence_changed = BTreeSet::new();
     for &id in &touched.sets {
-        match (old.sets.get(&id), new.sets.get(&id)) {
+        match (set_before(new, undo, id), new.sets.get(&id)) {
             (None, Some(s)) => {
                 let (v4, v6) = render::set_elems(s);
                 sets_new.push(t.add_set(&names::set(id, Fam::V4), Fam::V4, v4));
@@ -159,7 +258,7 @@ pub fn plan(
     let mut rules = Vec::new();
     let mut chains_del = Vec::new();
     for key @ &(ep, dk) in &policies {
-        let n_old = old.policies.get(key).map(render::chain_count).unwrap_or(0);
+        let n_old = policy_before(new, undo, key).map(render::chain_count).unwrap_or(0);
         let np = new.policies.get(key);
         let n_new = np.map(render::chain_count).unwrap_or(0);
         let dir = names::key_dir(dk);
@@ -177,23 +276,19 @@ pub fn plan(
         }
     }
 
-    // Verdict maps: the difference of the dispatch tables.
-    let (od, nd) = (render::dispatch(old), render::dispatch(new));
-    let empty = BTreeMap::new();
+    // Verdict maps: the entries that changed.
     let mut vmap_del = Vec::new();
     let mut vmap_add = Vec::new();
-    for (&(dk, f), n) in &nd {
-        let o = od.get(&(dk, f)).unwrap_or(&empty);
+    for ((dk, f), entries) in dispatch_change(new, undo) {
         let map = names::vmap(names::key_dir(dk), f);
-        let dels: Vec<Value> = o
+        let dels: Vec<Value> = entries
             .iter()
-            .filter(|(a, ep)| n.get(a) != Some(ep))
-            .map(|(&a, _)| render::vmap_key(f, a))
+            .filter(|(_, o, _)| o.is_some())
+            .map(|&(a, _, _)| render::vmap_key(f, a))
             .collect();
-        let adds: Vec<Value> = n
+        let adds: Vec<Value> = entries
             .iter()
-            .filter(|(a, ep)| o.get(a) != Some(ep))
-            .map(|(&a, &ep)| render::vmap_elem(f, a, dk, ep))
+            .filter_map(|&(a, _, n)| n.map(|ep| render::vmap_elem(f, a, dk, ep)))
             .collect();
         if !dels.is_empty() {
             vmap_del.push(t.delete_elements(&map, dels));
@@ -214,21 +309,35 @@ pub fn plan(
     Plan::Incremental { batch: nft::batch(cmds), commands }
 }
 
+/// Applies `change` to `state` in place and plans the batch taking the
+/// table there from the state before; returns the undo log (roll it back if
+/// the batch fails: the state must change only once the kernel has the new
+/// generation). A refused delta leaves `state` untouched.
+pub fn update_in_place(
+    t: &Table,
+    state: &mut AppliedState,
+    change: Delta,
+    threshold: usize,
+) -> Result<(Undo, Plan), Error> {
+    if !state.applied {
+        return Err(palisade_plugin_sdk::invalid_input("update before any apply"));
+    }
+    let touched = Touched::of(&change);
+    let undo = state.update_logged(change)?;
+    let plan = plan(t, state, &undo, &touched, threshold);
+    Ok((undo, plan))
+}
+
 /// The state after `change` and the plan taking the table there from `old`,
-/// leaving `old` untouched (it changes only once the kernel has the new
-/// generation).
+/// leaving `old` untouched (a copy: for tests; the plugin updates in place
+/// with [`update_in_place`]).
 pub fn plan_update(
     t: &Table,
     old: &AppliedState,
     change: Delta,
     threshold: usize,
 ) -> Result<(AppliedState, Plan), Error> {
-    if !old.applied {
-        return Err(palisade_plugin_sdk::invalid_input("update before any apply"));
-    }
-    let touched = Touched::of(&change);
     let mut new = crate::state::copy(old);
-    new.update(change)?;
-    let plan = plan(t, old, &new, &touched, threshold);
+    let (_undo, plan) = update_in_place(t, &mut new, change, threshold)?;
     Ok((new, plan))
 }

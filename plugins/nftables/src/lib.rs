@@ -45,8 +45,49 @@ fn capability(op: &str, message: String) -> Error {
 }
 
 fn apply_batch(batch: &serde_json::Value) -> Result<(), Error> {
-    palisade_plugin_sdk::nft::apply_batch(&batch.to_string())
-        .map_err(|m| capability("apply-batch", m))
+    apply_json(batch.to_string())
+}
+
+fn apply_json(batch: String) -> Result<(), Error> {
+    palisade_plugin_sdk::nft::apply_batch(&batch).map_err(|m| capability("apply-batch", m))
+}
+
+/// Programs the plan of one update (`st`: the state after it).
+fn program(
+    t: &nft::Table,
+    st: &AppliedState,
+    generation: u64,
+    plan: delta::Plan,
+) -> Result<(), Error> {
+    match plan {
+        delta::Plan::Incremental { batch, commands } => {
+            let result = if commands == 0 { Ok(()) } else { apply_batch(&batch) };
+            drop(batch);
+            match result {
+                Ok(()) => {
+                    palisade_plugin_sdk::info(&format!(
+                        "generation {generation}: incremental update of table inet {}: {commands} commands",
+                        t.name
+                    ));
+                }
+                Err(e) => {
+                    palisade_plugin_sdk::warn(&format!(
+                        "generation {generation}: incremental update failed ({}); replacing table inet {}",
+                        e.message, t.name
+                    ));
+                    apply_json(render::full_json(t, st))?;
+                }
+            }
+        }
+        delta::Plan::Full { reason } => {
+            palisade_plugin_sdk::info(&format!(
+                "generation {generation}: {reason}: full replace of table inet {}",
+                t.name
+            ));
+            apply_json(render::full_json(t, st))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `name` is acceptable as a table name: an identifier as `nft`
@@ -119,7 +160,7 @@ impl Guest for Nftables {
         let t = table();
         let mut st = AppliedState::default();
         st.apply(rules);
-        apply_batch(&render::full(&t, &st))?;
+        apply_json(render::full_json(&t, &st))?;
         palisade_plugin_sdk::info(&format!(
             "generation {}: table inet {} replaced: {} endpoints, {} address sets, {} policies, {} rules",
             st.generation,
@@ -129,7 +170,7 @@ impl Guest for Nftables {
             st.policies.len(),
             st.rule_count()
         ));
-        applied::apply(state::into_rule_set(st));
+        applied::replace(st);
         Ok(())
     }
 
@@ -137,36 +178,16 @@ impl Guest for Nftables {
         let t = table();
         let threshold = CONFIG.with(|c| c.borrow().threshold);
         let generation = change.generation;
-        let (new, plan) = applied::with(|old| delta::plan_update(&t, old, change, threshold))?;
-        match plan {
-            delta::Plan::Incremental { batch, commands } => {
-                let result = if commands == 0 { Ok(()) } else { apply_batch(&batch) };
-                match result {
-                    Ok(()) => {
-                        palisade_plugin_sdk::info(&format!(
-                            "generation {generation}: incremental update of table inet {}: {commands} commands",
-                            t.name
-                        ));
-                    }
-                    Err(e) => {
-                        palisade_plugin_sdk::warn(&format!(
-                            "generation {generation}: incremental update failed ({}); replacing table inet {}",
-                            e.message, t.name
-                        ));
-                        apply_batch(&render::full(&t, &new))?;
-                    }
-                }
+        // The applied state is updated in place; only the records the delta
+        // replaced are kept aside, to roll back if the kernel refuses.
+        applied::with_mut(|st| {
+            let (undo, plan) = delta::update_in_place(&t, st, change, threshold)?;
+            let result = program(&t, st, generation, plan);
+            if result.is_err() {
+                st.rollback(undo);
             }
-            delta::Plan::Full { reason } => {
-                palisade_plugin_sdk::info(&format!(
-                    "generation {generation}: {reason}: full replace of table inet {}",
-                    t.name
-                ));
-                apply_batch(&render::full(&t, &new))?;
-            }
-        }
-        applied::apply(state::into_rule_set(new));
-        Ok(())
+            result
+        })
     }
 
     fn reset() -> Result<(), Error> {

@@ -120,6 +120,40 @@ pub fn batch(cmds: Vec<Value>) -> Value {
     object([("nftables", Value::Array(cmds))])
 }
 
+/// A batch document written command by command (the text of
+/// [`batch`] without holding every command as a `Value`).
+pub struct BatchWriter {
+    buf: Vec<u8>,
+    empty: bool,
+}
+
+impl Default for BatchWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchWriter {
+    pub fn new() -> Self {
+        BatchWriter { buf: br#"{"nftables":["#.to_vec(), empty: true }
+    }
+
+    pub fn push(&mut self, cmd: &Value) {
+        if !self.empty {
+            self.buf.push(b',');
+        }
+        self.empty = false;
+        // Writing a `Value` into a Vec cannot fail.
+        serde_json::to_writer(&mut self.buf, cmd).expect("serializing a JSON value");
+    }
+
+    pub fn finish(mut self) -> String {
+        self.buf.extend_from_slice(b"]}");
+        // serde_json writes UTF-8 only.
+        String::from_utf8(self.buf).expect("serde_json writes UTF-8")
+    }
+}
+
 /// An address field (`saddr`/`daddr`) of the network header of `fam`.
 pub fn addr(fam: Fam, field: &str) -> Value {
     json!({"payload": {"protocol": fam.payload(), "field": field}})

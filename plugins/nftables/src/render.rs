@@ -270,31 +270,53 @@ pub fn policy_chains(p: &EndpointPolicy) -> Vec<String> {
 /// replaces whatever the table held (`add table` + `delete table` + the
 /// definition; a failing batch changes nothing).
 pub fn full(t: &Table, state: &AppliedState) -> Value {
-    let mut cmds = vec![t.add_table(), t.delete_table(), t.add_table()];
+    let mut cmds = Vec::new();
+    full_commands(t, state, &mut |c| cmds.push(c));
+    nft::batch(cmds)
+}
+
+/// As [`full`], serialized: the same text as `full(t, state).to_string()`,
+/// written one command at a time, so the whole batch never exists as a
+/// `Value` tree (for a large table that tree is many times the size of the
+/// text).
+pub fn full_json(t: &Table, state: &AppliedState) -> String {
+    let mut w = nft::BatchWriter::new();
+    full_commands(t, state, &mut |c| w.push(&c));
+    w.finish()
+}
+
+/// The commands of [`full`], in order, handed to `emit` one at a time.
+pub fn full_commands(t: &Table, state: &AppliedState, emit: &mut dyn FnMut(Value)) {
+    for c in [t.add_table(), t.delete_table(), t.add_table()] {
+        emit(c);
+    }
     for s in state.sets.values() {
         let (v4, v6) = set_elems(s);
-        cmds.push(t.add_set(&names::set(s.id, Fam::V4), Fam::V4, v4));
-        cmds.push(t.add_set(&names::set(s.id, Fam::V6), Fam::V6, v6));
+        emit(t.add_set(&names::set(s.id, Fam::V4), Fam::V4, v4));
+        emit(t.add_set(&names::set(s.id, Fam::V6), Fam::V6, v6));
     }
-    cmds.push(t.add_chain(names::DISPATCH));
+    emit(t.add_chain(names::DISPATCH));
     for p in state.policies.values() {
         for c in policy_chains(p) {
-            cmds.push(t.add_chain(&c));
+            emit(t.add_chain(&c));
         }
     }
     for ((dk, f), entries) in dispatch(state) {
         let elems = entries.iter().map(|(&a, &ep)| vmap_elem(f, a, dk, ep)).collect();
-        cmds.push(t.add_vmap(&names::vmap(names::key_dir(dk), f), f, elems));
+        emit(t.add_vmap(&names::vmap(names::key_dir(dk), f), f, elems));
     }
-    cmds.extend(dispatch_rules(t));
+    for c in dispatch_rules(t) {
+        emit(c);
+    }
     for hook in names::BASE_CHAINS {
-        cmds.push(t.add_base_chain(hook));
-        cmds.push(t.add_rule(hook, vec![nft::jump(names::DISPATCH)]));
+        emit(t.add_base_chain(hook));
+        emit(t.add_rule(hook, vec![nft::jump(names::DISPATCH)]));
     }
     for p in state.policies.values() {
-        cmds.extend(policy_rules(t, state, p));
+        for c in policy_rules(t, state, p) {
+            emit(c);
+        }
     }
-    nft::batch(cmds)
 }
 
 /// The rules of the `dispatch` chain.

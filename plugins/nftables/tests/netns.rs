@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use common::*;
+
 use palisade_nft::{NftDataplane, TableGrants};
 use palisade_nftables::delta::{self, Plan};
 use palisade_nftables::{nft::Table, render};
@@ -335,6 +337,18 @@ fn ten_thousand_rules_apply_and_update() {
         let rs = big_rule_set();
         let st = state(rs);
         assert_eq!(st.rule_count(), 10_000);
+        let peak = |f: &mut dyn FnMut()| {
+            PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+            let base = LIVE.load(Ordering::Relaxed);
+            f();
+            (PEAK.load(Ordering::Relaxed) - base) as f64 / 1048576.0
+        };
+        let mut text = 0;
+        let m = peak(&mut || text = render::full(&t(), &st).to_string().len());
+        eprintln!("peak heap, render as a Value tree and serialize: {m:.1} MiB");
+        let m = peak(&mut || text = render::full_json(&t(), &st).len());
+        eprintln!("peak heap, render streamed into one String: {m:.1} MiB ({text} bytes)");
+        assert_eq!(render::full_json(&t(), &st), render::full(&t(), &st).to_string());
         let batch = timed("render 10k rules", || render::full(&t(), &st));
         let n = batch["nftables"].as_array().unwrap().len();
         eprintln!("full batch: {n} commands, {} bytes", batch.to_string().len());
@@ -348,6 +362,15 @@ fn ten_thousand_rules_apply_and_update() {
             add_v6: vec![],
             remove_v6: vec![],
         });
+        // The plugin's own work for a one-set delta (before the nft call):
+        // the applied state updated in place, and the batch planned.
+        {
+            let mut applied = palisade_nftables::state::copy(&st);
+            let d = d.clone();
+            timed("plugin update (in place + plan): 11 set elements", || {
+                delta::update_in_place(&t(), &mut applied, d, 2000).unwrap()
+            });
+        }
         let (st2, Plan::Incremental { batch, .. }) =
             delta::plan_update(&t(), &st, d, 2000).unwrap()
         else {
@@ -389,3 +412,24 @@ fn ten_thousand_rules_apply_and_update() {
         assert!(ns.table().contains_key("chain e500_in_t0"));
     });
 }
+
+// Heap accounting for the timing test's peak-memory figures.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+struct Counting;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;

@@ -346,3 +346,43 @@ fn empty_delta_is_an_empty_batch() {
         Plan::Full { .. } => panic!(),
     }
 }
+
+#[test]
+fn streamed_full_batch_is_the_same_text() {
+    let t = Table::new("palisade");
+    let st = state(rule_set());
+    assert_eq!(render::full_json(&t, &st), render::full(&t, &st).to_string());
+}
+
+#[test]
+fn in_place_update_plans_as_the_copy_and_rolls_back() {
+    let t = Table::new("palisade");
+    let before = state(rule_set());
+    let mut d = empty_delta(before.generation);
+    d.endpoints_removed.push(before.endpoints.keys().next().copied().unwrap());
+    if let Some(k) = before.policies.keys().next() {
+        d.policies_removed.push(palisade_plugin_sdk::types::PolicyKey {
+            endpoint: k.0,
+            direction: if k.1 == 0 {
+                palisade_plugin_sdk::types::Direction::Ingress
+            } else {
+                palisade_plugin_sdk::types::Direction::Egress
+            },
+        });
+    }
+    let (_, Plan::Incremental { batch: copied, .. }) =
+        delta::plan_update(&t, &before, d.clone(), 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
+    let mut st = palisade_nftables::state::copy(&before);
+    let (undo, Plan::Incremental { batch, .. }) =
+        delta::update_in_place(&t, &mut st, d, 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
+    assert_eq!(batch, copied);
+    st.rollback(undo);
+    assert_eq!(render::full(&t, &st), render::full(&t, &before));
+    assert_eq!(st.generation, before.generation);
+}

@@ -22,7 +22,7 @@ mod state;
 pub use exports::palisade::backend::backend::Guest;
 pub use palisade::backend::types;
 pub use palisade::backend::{bpf, log as host_log, nft};
-pub use state::{applied, AppliedState};
+pub use state::{applied, AppliedState, Undo};
 
 use palisade::backend::types::{EndpointPolicy, Error, ErrorCode, PortRange, Rule};
 

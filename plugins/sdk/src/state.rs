@@ -19,6 +19,17 @@ pub struct AppliedState {
     pub applied: bool,
 }
 
+/// What one delta replaced: for every key it touched, the record before
+/// (`None`: there was none). Keys not in a map were not touched.
+#[derive(Default)]
+pub struct Undo {
+    pub generation: u64,
+    pub endpoints: BTreeMap<u32, Option<Endpoint>>,
+    pub sets: BTreeMap<u32, Option<AddressSet>>,
+    pub policies: BTreeMap<(u32, u8), Option<EndpointPolicy>>,
+    pub origins: BTreeMap<u32, Option<Origin>>,
+}
+
 fn dir_key(d: Direction) -> u8 {
     match d {
         Direction::Ingress => 0,
@@ -41,6 +52,13 @@ impl AppliedState {
     /// Applies a delta; refuses one whose base is not the current generation
     /// or that changes an unknown set, leaving the state untouched.
     pub fn update(&mut self, d: Delta) -> Result<(), Error> {
+        self.update_logged(d).map(drop)
+    }
+
+    /// As [`AppliedState::update`], and returns what the delta replaced: the
+    /// prior value of every record it touched (a copy of only those), so the
+    /// caller can compare before and after, or [`AppliedState::rollback`].
+    pub fn update_logged(&mut self, d: Delta) -> Result<Undo, Error> {
         if !self.applied {
             return Err(Error {
                 code: ErrorCode::InvalidInput,
@@ -64,15 +82,21 @@ impl AppliedState {
                 });
             }
         }
+        let mut u = Undo { generation: self.generation, ..Undo::default() };
         self.generation = d.generation;
         for o in d.origins_added {
-            self.origins.insert(o.id, o);
+            let id = o.id;
+            let prev = self.origins.insert(id, o);
+            u.origins.entry(id).or_insert(prev);
         }
         for s in d.sets_added {
-            self.sets.insert(s.id, s);
+            let id = s.id;
+            let prev = self.sets.insert(id, s);
+            u.sets.entry(id).or_insert(prev);
         }
         for c in d.sets_changed {
             if let Some(s) = self.sets.get_mut(&c.id) {
+                u.sets.entry(c.id).or_insert_with(|| Some(s.clone()));
                 s.v4.retain(|p| !c.remove_v4.iter().any(|r| r.addr == p.addr && r.len == p.len));
                 s.v4.extend(c.add_v4);
                 s.v6.retain(|p| {
@@ -82,21 +106,47 @@ impl AppliedState {
             }
         }
         for id in d.sets_removed {
-            self.sets.remove(&id);
+            let prev = self.sets.remove(&id);
+            u.sets.entry(id).or_insert(prev);
         }
         for e in d.endpoints_upserted {
-            self.endpoints.insert(e.id, e);
+            let id = e.id;
+            let prev = self.endpoints.insert(id, e);
+            u.endpoints.entry(id).or_insert(prev);
         }
         for id in d.endpoints_removed {
-            self.endpoints.remove(&id);
+            let prev = self.endpoints.remove(&id);
+            u.endpoints.entry(id).or_insert(prev);
         }
         for p in d.policies_upserted {
-            self.policies.insert((p.endpoint, dir_key(p.direction)), p);
+            let k = (p.endpoint, dir_key(p.direction));
+            let prev = self.policies.insert(k, p);
+            u.policies.entry(k).or_insert(prev);
         }
         for k in d.policies_removed {
-            self.policies.remove(&(k.endpoint, dir_key(k.direction)));
+            let k = (k.endpoint, dir_key(k.direction));
+            let prev = self.policies.remove(&k);
+            u.policies.entry(k).or_insert(prev);
         }
-        Ok(())
+        Ok(u)
+    }
+
+    /// Undoes the [`AppliedState::update_logged`] that returned `u` (the
+    /// last one applied).
+    pub fn rollback(&mut self, u: Undo) {
+        self.generation = u.generation;
+        fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, log: BTreeMap<K, Option<V>>) {
+            for (k, prev) in log {
+                match prev {
+                    Some(v) => map.insert(k, v),
+                    None => map.remove(&k),
+                };
+            }
+        }
+        restore(&mut self.origins, u.origins);
+        restore(&mut self.sets, u.sets);
+        restore(&mut self.endpoints, u.endpoints);
+        restore(&mut self.policies, u.policies);
     }
 
     /// Forgets everything.
@@ -140,5 +190,16 @@ pub mod applied {
     /// Reads the state.
     pub fn with<R>(f: impl FnOnce(&AppliedState) -> R) -> R {
         APPLIED.with(|s| f(&s.borrow()))
+    }
+
+    /// Changes the state in place (e.g. [`AppliedState::update_logged`],
+    /// then [`AppliedState::rollback`] if programming it failed).
+    pub fn with_mut<R>(f: impl FnOnce(&mut AppliedState) -> R) -> R {
+        APPLIED.with(|s| f(&mut s.borrow_mut()))
+    }
+
+    /// Replaces the state with one built by the plugin (no copy).
+    pub fn replace(state: AppliedState) {
+        APPLIED.with(|s| *s.borrow_mut() = state);
     }
 }
