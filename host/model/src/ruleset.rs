@@ -318,8 +318,9 @@ impl RuleSet {
         d
     }
 
-    /// Applies a delta in place. On error nothing is changed.
-    pub fn apply_delta(&mut self, d: &Delta) -> Result<(), DeltaError> {
+    /// Checks that a delta fits this rule set (its base generation, the sets
+    /// it changes, the origins it adds), without changing anything.
+    pub fn check_delta(&self, d: &Delta) -> Result<(), DeltaError> {
         if d.base != self.generation {
             return Err(DeltaError::Generation { base: d.base, current: self.generation });
         }
@@ -334,17 +335,24 @@ impl RuleSet {
                 return Err(DeltaError::UnknownSet(c.id));
             }
         }
+        Ok(())
+    }
 
+    /// Applies a delta in place, in time proportional to the delta (each
+    /// record is found by binary search: the rule set must be in canonical
+    /// order, see [`RuleSet::canonicalize`]). On error nothing is changed.
+    pub fn apply_delta(&mut self, d: &Delta) -> Result<(), DeltaError> {
+        self.check_delta(d)?;
         self.generation = d.generation;
-        self.origins.extend(d.origins_added.iter().cloned());
-
-        let mut sets: BTreeMap<_, _> =
-            std::mem::take(&mut self.sets).into_iter().map(|s| (s.id, s)).collect();
+        for o in &d.origins_added {
+            upsert(&mut self.origins, o.clone(), |o| o.id);
+        }
         for s in &d.sets_added {
-            sets.insert(s.id, s.clone());
+            upsert(&mut self.sets, s.clone(), |s| s.id);
         }
         for c in &d.sets_changed {
-            if let Some(s) = sets.get_mut(&c.id) {
+            if let Ok(i) = self.sets.binary_search_by_key(&c.id, |s| s.id) {
+                let s = &mut self.sets[i];
                 s.prefixes.retain(|p| !c.removed.contains(p));
                 for p in &c.added {
                     if !s.prefixes.contains(p) {
@@ -355,31 +363,36 @@ impl RuleSet {
             }
         }
         for id in &d.sets_removed {
-            sets.remove(id);
+            remove(&mut self.sets, id, |s| s.id);
         }
-        self.sets = sets.into_values().collect();
-
-        let mut eps: BTreeMap<_, _> =
-            std::mem::take(&mut self.endpoints).into_iter().map(|e| (e.id, e)).collect();
         for e in &d.endpoints_upserted {
-            eps.insert(e.id, e.clone());
+            upsert(&mut self.endpoints, e.clone(), |e| e.id);
         }
         for id in &d.endpoints_removed {
-            eps.remove(id);
+            remove(&mut self.endpoints, id, |e| e.id);
         }
-        self.endpoints = eps.into_values().collect();
-
-        let mut pols: BTreeMap<_, _> =
-            std::mem::take(&mut self.policies).into_iter().map(|p| (p.key(), p)).collect();
         for p in &d.policies_upserted {
-            pols.insert(p.key(), p.clone());
+            upsert(&mut self.policies, p.clone(), EndpointPolicy::key);
         }
         for k in &d.policies_removed {
-            pols.remove(k);
+            remove(&mut self.policies, k, EndpointPolicy::key);
         }
-        self.policies = pols.into_values().collect();
-        self.origins.sort_by_key(|o| o.id);
         Ok(())
+    }
+}
+
+/// Inserts or replaces `item` in a list sorted by `key`.
+fn upsert<T, K: Ord>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> K) {
+    match list.binary_search_by(|x| key(x).cmp(&key(&item))) {
+        Ok(i) => list[i] = item,
+        Err(i) => list.insert(i, item),
+    }
+}
+
+/// Removes the entry with key `k` from a list sorted by `key`, if present.
+fn remove<T, K: Ord>(list: &mut Vec<T>, k: &K, key: impl Fn(&T) -> K) {
+    if let Ok(i) = list.binary_search_by(|x| key(x).cmp(k)) {
+        list.remove(i);
     }
 }
 

@@ -196,22 +196,24 @@ impl Supervisor {
     /// Applies a full rule set; on success it becomes the last good one.
     pub fn apply(&mut self, rules: &RuleSet) -> Result<(), PluginError> {
         self.run(|i| i.apply(rules))?;
-        self.last_good = Some(rules.clone());
+        let mut kept = rules.clone();
+        kept.canonicalize();
+        self.last_good = Some(kept);
         Ok(())
     }
 
     /// Applies a delta against the last good rule set.
     pub fn update(&mut self, delta: &Delta) -> Result<(), PluginError> {
-        let mut next = self.last_good.clone().ok_or_else(|| PluginError::Delta {
-            plugin: self.plugin.name().to_string(),
-            message: "no rule set applied yet".into(),
-        })?;
-        next.apply_delta(delta).map_err(|e| PluginError::Delta {
-            plugin: self.plugin.name().to_string(),
-            message: e.to_string(),
-        })?;
+        let plugin = self.plugin.name().to_string();
+        let misfit = |message: String| PluginError::Delta { plugin: plugin.clone(), message };
+        let last =
+            self.last_good.as_ref().ok_or_else(|| misfit("no rule set applied yet".into()))?;
+        last.check_delta(delta).map_err(|e| misfit(e.to_string()))?;
         self.run(|i| i.update(delta))?;
-        self.last_good = Some(next);
+        // Checked above, so this cannot fail; it costs what the delta holds.
+        if let Some(last) = self.last_good.as_mut() {
+            last.apply_delta(delta).map_err(|e| misfit(e.to_string()))?;
+        }
         Ok(())
     }
 
