@@ -9,7 +9,7 @@
 //! and `/usr/lib/palisade/plugins`. A value containing `/` or ending in
 //! `.wasm` is taken as a path.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Plugins shipped with Palisade.
 pub const BUILTIN: &[&str] = &["nftables", "ebpf", "calico-compat"];
@@ -67,9 +67,4 @@ pub fn find(name_or_path: &str, extra: &[PathBuf]) -> Result<PathBuf, String> {
 /// Every `.wasm` file in the search path whose name is a known plugin.
 pub fn builtin_plugins(extra: &[PathBuf]) -> Vec<(String, Result<PathBuf, String>)> {
     BUILTIN.iter().map(|n| (n.to_string(), find(n, extra))).collect()
-}
-
-/// True if `path` looks like a plugin component file.
-pub fn is_wasm(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "wasm")
 }
