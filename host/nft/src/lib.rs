@@ -6,9 +6,12 @@
 //! [`TableGrants`] (for each plugin name, the nftables tables it owns). A
 //! plugin's libnftables JSON batch is checked command by command against its
 //! tables before anything runs (see [`validate`]); the checked batch is then
-//! re-serialized and handed to `nft -j -f -` in the namespace, so `nft` reads
+//! re-serialized and handed to libnftables in the namespace, so nftables reads
 //! exactly what was checked, and applies it as one transaction (all or
-//! nothing).
+//! nothing). By default the dataplane keeps one libnftables context alive on a
+//! thread inside the namespace ([`libnft`]); where the library cannot be
+//! loaded, or with [`NftDataplane::with_nft_binary`], each batch goes to a new
+//! `nft -j -f -` process instead.
 //!
 //! ```no_run
 //! use palisade_nft::{NftDataplane, TableGrants};
@@ -25,15 +28,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use palisade_plugin_host::NftProvider;
 use serde_json::{json, Value};
 
 pub mod grant;
+pub mod libnft;
 pub mod validate;
 
 pub use grant::{Family, TableGrants, TableRef};
+pub use libnft::LibNft;
 pub use validate::{Checked, Refusal};
 
 /// Why a capability call failed. The plugin receives the `Display` text.
@@ -56,6 +62,17 @@ pub enum NftError {
     Spawn { plugin: String, nft: String, source: std::io::Error },
     #[error("nft capability: plugin `{plugin}`: nft failed (nothing applied): {stderr}")]
     Nft { plugin: String, stderr: String },
+    #[error("nft capability: plugin `{plugin}`: {source}")]
+    Library { plugin: String, source: libnft::LibNftError },
+}
+
+/// How batches reach the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One long-lived libnftables context in the namespace.
+    Library,
+    /// A new `nft` process per command.
+    Process,
 }
 
 /// Counters of one dataplane (all plugins together).
@@ -73,6 +90,11 @@ pub struct NftDataplane {
     netns: Option<PathBuf>,
     grants: TableGrants,
     nft: PathBuf,
+    /// Whether to try the library first.
+    prefer_library: bool,
+    /// The library context, started at the first command (`None`: it could
+    /// not start, and the `nft` binary is used).
+    library: OnceLock<Option<LibNft>>,
     stats: NftStats,
 }
 
@@ -81,13 +103,49 @@ impl NftDataplane {
     /// `/run/netns/NAME`: that namespace) for the plugins and tables of
     /// `grants`. A plugin without a table in `grants` can touch nothing.
     pub fn new(netns: Option<PathBuf>, grants: TableGrants) -> NftDataplane {
-        NftDataplane { netns, grants, nft: PathBuf::from("nft"), stats: NftStats::default() }
+        NftDataplane {
+            netns,
+            grants,
+            nft: PathBuf::from("nft"),
+            prefer_library: true,
+            library: OnceLock::new(),
+            stats: NftStats::default(),
+        }
     }
 
-    /// Uses this `nft` binary instead of the one on `PATH`.
+    /// Runs this `nft` binary for every command (a new process each time)
+    /// instead of the long-lived libnftables context.
     pub fn with_nft_binary(mut self, nft: impl Into<PathBuf>) -> NftDataplane {
         self.nft = nft.into();
+        self.prefer_library = false;
         self
+    }
+
+    /// The engine in use (starts the library context if it is not yet).
+    pub fn engine(&self) -> Engine {
+        if self.library().is_some() {
+            Engine::Library
+        } else {
+            Engine::Process
+        }
+    }
+
+    fn library(&self) -> Option<&LibNft> {
+        if !self.prefer_library {
+            return None;
+        }
+        self.library
+            .get_or_init(|| match LibNft::start(self.netns.as_deref()) {
+                Ok(lib) => {
+                    tracing::debug!(netns = ?self.netns, "nft: libnftables context started");
+                    Some(lib)
+                }
+                Err(e) => {
+                    tracing::info!(netns = ?self.netns, error = %e, "nft: using the nft binary instead of libnftables");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     pub fn grants(&self) -> &TableGrants {
@@ -123,7 +181,7 @@ impl NftDataplane {
                 return Err(e);
             }
         };
-        let result = self.run(plugin, &["-j", "-f", "-"], Some(text.into_bytes()));
+        let result = self.run(plugin, NftCommand::Batch(text));
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let tables: Vec<String> = checked.tables.iter().map(ToString::to_string).collect();
         match result {
@@ -166,7 +224,7 @@ impl NftDataplane {
     pub fn list(&self, plugin: &str, family: &str, name: &str) -> Result<String, NftError> {
         let t = self.granted(plugin, family, name)?;
         let started = Instant::now();
-        let out = self.run(plugin, &["-j", "list", "table", t.family.as_str(), &t.name], None)?;
+        let out = self.run(plugin, NftCommand::List(&t))?;
         tracing::debug!(plugin, table = %t, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "nft table listed");
         Ok(out)
     }
@@ -178,15 +236,43 @@ impl NftDataplane {
         let started = Instant::now();
         let obj = json!({"family": t.family.as_str(), "name": t.name});
         let batch = json!({"nftables": [{"add": {"table": obj}}, {"delete": {"table": obj}}]});
-        self.run(plugin, &["-j", "-f", "-"], Some(batch.to_string().into_bytes()))?;
+        self.run(plugin, NftCommand::Batch(batch.to_string()))?;
         tracing::info!(plugin, table = %t, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "nft table deleted");
         Ok(())
     }
 
-    /// Runs `nft ARGS` (with `stdin`) in the namespace; its stdout on success.
-    fn run(&self, plugin: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Result<String, NftError> {
+    /// Runs one command in the namespace; its (JSON) output on success.
+    fn run(&self, plugin: &str, command: NftCommand<'_>) -> Result<String, NftError> {
+        if let Some(lib) = self.library() {
+            let text = match &command {
+                NftCommand::Batch(batch) => lib.run(batch),
+                NftCommand::List(t) => lib.run(
+                    &json!({"nftables": [{"list": {"table": {"family": t.family.as_str(), "name": t.name}}}]})
+                        .to_string(),
+                ),
+            };
+            return match text {
+                Ok(Ok(out)) => Ok(out),
+                Ok(Err(stderr)) => Err(NftError::Nft { plugin: plugin.into(), stderr }),
+                Err(source) => Err(NftError::Library { plugin: plugin.into(), source }),
+            };
+        }
+        let (args, stdin): (Vec<String>, _) = match command {
+            NftCommand::Batch(batch) => {
+                (vec!["-j".into(), "-f".into(), "-".into()], Some(batch.into_bytes()))
+            }
+            NftCommand::List(t) => (
+                vec![
+                    "-j".into(),
+                    "list".into(),
+                    "table".into(),
+                    t.family.as_str().into(),
+                    t.name.clone(),
+                ],
+                None,
+            ),
+        };
         let nft = self.nft.clone();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let owned_plugin = plugin.to_string();
         let work = move || run_nft(&owned_plugin, &nft, &args, stdin);
         match &self.netns {
@@ -195,6 +281,14 @@ impl NftDataplane {
                 .map_err(|source| NftError::Netns { plugin: plugin.into(), source })?,
         }
     }
+}
+
+/// What [`NftDataplane::run`] is asked to do.
+enum NftCommand<'a> {
+    /// A checked libnftables JSON batch (one transaction).
+    Batch(String),
+    /// The JSON listing of one table.
+    List(&'a TableRef),
 }
 
 fn run_nft(

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use palisade_nft::{NftDataplane, TableGrants};
+use palisade_nft::{Engine, NftDataplane, TableGrants};
 use palisade_plugin_host::{
     Backoff, Capabilities, Grants, Limits, NftProvider, PluginError, Supervisor,
 };
@@ -142,6 +142,65 @@ fn a_granted_batch_applies_and_lists_and_deletes() {
     let err = nft.list_table("p", "inet", "palisade").expect_err("gone");
     assert!(err.contains("`p`") && err.contains("nft failed"), "{err}");
     assert_eq!(root_tables(), root, "the machine's own namespace changed");
+}
+
+/// The listing of `inet palisade` with the volatile parts (handles) removed.
+fn listing_without_handles(nft: &NftDataplane) -> Value {
+    let mut listed: Value =
+        serde_json::from_str(&nft.list_table("p", "inet", "palisade").expect("lists")).unwrap();
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.remove("handle");
+                map.remove("metainfo");
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => {
+                items.retain(|i| i.get("metainfo").is_none());
+                items.iter_mut().for_each(strip);
+            }
+            _ => {}
+        }
+    }
+    strip(&mut listed);
+    listed
+}
+
+#[test]
+fn the_library_context_and_the_nft_binary_program_the_same_table() {
+    let root = root_tables();
+    let (lib_ns, bin_ns) = (Netns::new(), Netns::new());
+    let lib = dataplane(&lib_ns, grants("p", &["inet palisade"]));
+    let bin = dataplane(&bin_ns, grants("p", &["inet palisade"])).with_nft_binary("nft");
+    assert_eq!(lib.engine(), Engine::Library, "libnftables.so.1 comes with the nftables package");
+    assert_eq!(bin.engine(), Engine::Process);
+    for nft in [&lib, &bin] {
+        nft.apply_batch("p", &palisade_batch().to_string()).expect("applies");
+    }
+    assert_eq!(lib_ns.ruleset(), bin_ns.ruleset());
+    assert_eq!(listing_without_handles(&lib), listing_without_handles(&bin));
+    assert_eq!(root_tables(), root, "the machine's own namespace changed");
+}
+
+#[test]
+fn the_library_context_sees_changes_made_behind_its_back() {
+    let ns = Netns::new();
+    let nft = dataplane(&ns, grants("p", &["inet palisade"]));
+    nft.apply_batch("p", &palisade_batch().to_string()).expect("applies");
+    let add_peer = json!({"nftables": [{"add": {"element": {"family": "inet", "table": "palisade",
+        "name": "peers", "elem": [{"prefix": {"addr": "10.9.0.0", "len": 16}}]}}}]})
+    .to_string();
+    nft.apply_batch("p", &add_peer).expect("an element add applies");
+    assert!(ns.ruleset().contains("10.9.0.0/16"), "{}", ns.ruleset());
+
+    // Someone deletes the table with the nft binary: the long-lived context
+    // must not answer from a stale cache.
+    ns.nft(&["delete", "table", "inet", "palisade"]);
+    let err = nft.apply_batch("p", &add_peer).expect_err("the set is gone");
+    assert!(err.contains("nft failed"), "{err}");
+    assert!(nft.list_table("p", "inet", "palisade").is_err(), "listed a deleted table");
+    nft.apply_batch("p", &palisade_batch().to_string()).expect("a full apply recreates it");
+    assert!(ns.ruleset().contains("jump ep1-in"));
 }
 
 #[test]
