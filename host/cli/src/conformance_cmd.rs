@@ -96,6 +96,11 @@ pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> 
     if names.is_empty() {
         return Err(anyhow!("--backend names no backend"));
     }
+    // Every backend first: an unknown name fails before anything is read.
+    let mut backends = Vec::new();
+    for name in &names {
+        backends.push(backend(&args, name)?);
+    }
     let mut scenarios = Vec::new();
     for path in &args.paths {
         scenarios.extend(
@@ -105,9 +110,9 @@ pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> 
     let settings =
         RunSettings { dialects: args.beta_rule.dialect_settings(), ..Default::default() };
     let mut reports = Vec::new();
-    for name in &names {
-        let mut backend = backend(&args, name)?;
+    for (name, mut backend) in names.iter().zip(backends) {
         let result = run(&scenarios, backend.as_mut(), &settings);
+        // A lab backend tears its lab down when dropped: before the next.
         drop(backend);
         if names.len() > 1 && args.output == Format::Text {
             println!("== backend {name}");
