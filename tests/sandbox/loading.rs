@@ -2,8 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use palisade_model::Direction;
 use palisade_plugin_host::{
-    Capabilities, Capability, Grants, Limits, NftProvider, PluginEngine, PluginError,
+    BpfProvider, Capabilities, Capability, Grants, Limits, NftProvider, PluginEngine, PluginError,
 };
 use palisade_tests::{engine, plugin_bytes, rule_set};
 
@@ -29,10 +30,64 @@ impl NftProvider for Recorder {
     }
 }
 
+/// Accepts every bpf call and records it (`load`, `attach ENDPOINT
+/// PROGRAM DIRECTION`, `update MAP N`, `delete MAP N`, `unload`).
+#[derive(Default)]
+struct BpfRecorder(Mutex<Vec<String>>);
+
+impl BpfRecorder {
+    fn push(&self, call: String) -> u32 {
+        let mut calls = self.0.lock().unwrap();
+        calls.push(call);
+        calls.len() as u32
+    }
+}
+
+impl BpfProvider for BpfRecorder {
+    fn load(&self, _: &str, object: &[u8]) -> Result<u32, String> {
+        assert!(object.starts_with(b"\x7fELF"), "an ELF object");
+        Ok(self.push("load".into()))
+    }
+    fn attach(
+        &self,
+        _: &str,
+        _: u32,
+        program: &str,
+        endpoint: u32,
+        d: Direction,
+    ) -> Result<u32, String> {
+        Ok(self.push(format!("attach {endpoint} {program} {d:?}")))
+    }
+    fn detach(&self, _: &str, link: u32) -> Result<(), String> {
+        self.push(format!("detach {link}"));
+        Ok(())
+    }
+    fn map_update(
+        &self,
+        _: &str,
+        _: u32,
+        map: &str,
+        entries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), String> {
+        self.push(format!("update {map} {}", entries.len()));
+        Ok(())
+    }
+    fn map_delete(&self, _: &str, _: u32, map: &str, keys: &[Vec<u8>]) -> Result<(), String> {
+        self.push(format!("delete {map} {}", keys.len()));
+        Ok(())
+    }
+    fn unload(&self, _: &str, _: u32) -> Result<(), String> {
+        self.push("unload".into());
+        Ok(())
+    }
+}
+
 #[test]
 fn shipped_plugins_load_with_their_grants_answer_info_and_accept_apply() {
     let recorder = Arc::new(Recorder::default());
     let nft_caps = Capabilities { nft: recorder.clone(), ..Capabilities::default() };
+    let bpf = Arc::new(BpfRecorder::default());
+    let bpf_caps = Capabilities { bpf: bpf.clone(), ..Capabilities::default() };
     for (stem, name, grants, caps) in [
         (
             "palisade_nftables",
@@ -40,12 +95,7 @@ fn shipped_plugins_load_with_their_grants_answer_info_and_accept_apply() {
             Grants::of(&[Capability::Log, Capability::Nft]),
             nft_caps,
         ),
-        (
-            "palisade_ebpf",
-            "ebpf",
-            Grants::of(&[Capability::Log, Capability::Bpf]),
-            Capabilities::default(),
-        ),
+        ("palisade_ebpf", "ebpf", Grants::of(&[Capability::Log, Capability::Bpf]), bpf_caps),
         ("palisade_calico_compat", "calico-compat", Grants::none(), Capabilities::default()),
     ] {
         let plugin = engine()
@@ -64,6 +114,25 @@ fn shipped_plugins_load_with_their_grants_answer_info_and_accept_apply() {
     let batches = recorder.0.lock().unwrap();
     assert!(batches.first().is_some_and(|b| b.contains("\"palisade\"")), "{batches:?}");
     assert_eq!(batches.last().map(String::as_str), Some("delete inet palisade"), "{batches:?}");
+    // The eBPF plugin loaded its object, filled its maps (two endpoint
+    // addresses; endpoint 1's ingress policy: its fragments 0.0.0.0/0 and
+    // 10.0.0.2/32, one port entry for TCP 80), attached both programs to
+    // both endpoints, and unloaded on reset.
+    let calls = bpf.0.lock().unwrap();
+    assert_eq!(
+        *calls,
+        [
+            "load",
+            "update pl_endpoints 2",
+            "update pl_ports 1",
+            "update pl_peers 2",
+            "attach 1 pl_ingress Ingress",
+            "attach 1 pl_egress Egress",
+            "attach 2 pl_ingress Ingress",
+            "attach 2 pl_egress Egress",
+            "unload",
+        ],
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 // Integration tests: helpers panic to fail the test that called them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bpf;
 mod hostile;
 mod loading;
 mod recovery;

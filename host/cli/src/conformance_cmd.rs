@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
-use palisade_conformance::{backend_by_name, load, report, run, RunSettings, BACKENDS};
+use palisade_conformance::{agreement, backend_by_name, load, report, run, RunSettings, BACKENDS};
 
 use crate::manifests::BetaRuleArg;
 
@@ -33,6 +33,8 @@ pub enum Format {
 ///   palisade conformance suite/ other.yaml --output json > results.json
 ///   palisade conformance legacy/ --v1beta1-rule v1
 ///   palisade conformance --backend nftables --dataplane tests/scenarios   (as root)
+///   palisade conformance --backend ebpf --dataplane tests/scenarios       (as root)
+///   palisade conformance --backend reference,nftables,ebpf --dataplane tests/scenarios
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ConformanceArgs {
@@ -40,7 +42,10 @@ pub struct ConformanceArgs {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Backend to judge: `reference` (the rule-set evaluator, no root
-    /// needed), or a backend plugin (`nftables`, ...) with --dataplane.
+    /// needed), or a backend plugin (`nftables`, `ebpf`, ...) with
+    /// --dataplane. Several, comma-separated, run one after the other and
+    /// are compared: the run fails unless they answer every expectation
+    /// alike.
     #[arg(long, default_value = "reference")]
     pub backend: String,
     /// Enforce each step for real: build a network-namespace lab of the
@@ -65,23 +70,37 @@ pub struct ConformanceArgs {
     pub verbose: bool,
 }
 
-pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> {
-    let mut backend: Box<dyn palisade_conformance::Backend> = if args.dataplane {
-        Box::new(palisade_harness::LabBackend::new(
-            &args.backend,
+fn backend(
+    args: &ConformanceArgs,
+    name: &str,
+) -> anyhow::Result<Box<dyn palisade_conformance::Backend>> {
+    if args.dataplane && name != "reference" {
+        return Ok(Box::new(palisade_harness::LabBackend::new(
+            name,
             args.plugin_dirs.clone(),
             std::time::Duration::from_millis(args.probe_timeout_ms),
-        )?)
-    } else {
-        backend_by_name(&args.backend).ok_or_else(|| {
-            anyhow!(
-                "--backend `{}` is unknown without --dataplane (known: {}; plugins such as \
-                 nftables run with --dataplane, as root)",
-                args.backend,
-                BACKENDS.join(", ")
-            )
-        })?
-    };
+        )?));
+    }
+    backend_by_name(name).ok_or_else(|| {
+        anyhow!(
+            "--backend `{name}` is unknown without --dataplane (known: {}; plugins such as \
+             nftables and ebpf run with --dataplane, as root)",
+            BACKENDS.join(", ")
+        )
+    })
+}
+
+pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> {
+    let names: Vec<&str> =
+        args.backend.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Err(anyhow!("--backend names no backend"));
+    }
+    // Every backend first: an unknown name fails before anything is read.
+    let mut backends = Vec::new();
+    for name in &names {
+        backends.push(backend(&args, name)?);
+    }
     let mut scenarios = Vec::new();
     for path in &args.paths {
         scenarios.extend(
@@ -90,15 +109,35 @@ pub fn run_cmd(args: ConformanceArgs) -> anyhow::Result<std::process::ExitCode> 
     }
     let settings =
         RunSettings { dialects: args.beta_rule.dialect_settings(), ..Default::default() };
-    let result = run(&scenarios, backend.as_mut(), &settings);
-    match args.output {
-        Format::Text if args.verbose => print!("{}", report::text_verbose(&result)),
-        Format::Text => print!("{}", report::text(&result)),
-        Format::Json => println!("{}", report::json(&result)?),
+    let mut reports = Vec::new();
+    for (name, mut backend) in names.iter().zip(backends) {
+        let result = run(&scenarios, backend.as_mut(), &settings);
+        // A lab backend tears its lab down when dropped: before the next.
+        drop(backend);
+        if names.len() > 1 && args.output == Format::Text {
+            println!("== backend {name}");
+        }
+        match args.output {
+            Format::Text if args.verbose => print!("{}", report::text_verbose(&result)),
+            Format::Text => print!("{}", report::text(&result)),
+            Format::Json if names.len() == 1 => println!("{}", report::json(&result)?),
+            Format::Json => {}
+        }
+        reports.push(result);
     }
-    Ok(if result.success() {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
+    let mut success = reports.iter().all(|r| r.success());
+    if names.len() > 1 {
+        let a = agreement::agreement(&reports);
+        success &= a.complete();
+        match args.output {
+            Format::Text => print!("{}", agreement::text(&a)),
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"runs": reports, "agreement": a})
+                )?
+            ),
+        }
+    }
+    Ok(if success { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
 }

@@ -12,6 +12,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
+pub mod agreement;
 mod backend;
 pub mod report;
 mod runner;

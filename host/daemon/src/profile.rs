@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use palisade_bpf::{BpfDataplane, BpfLimits};
 use palisade_nft::{NftDataplane, TableGrants, TableRef};
 use palisade_plugin_host::{
     discovery, Capabilities, Capability, Grants, Limits, LoadedPlugin, PluginEngine, PluginError,
@@ -65,12 +66,15 @@ pub fn profile(
                 settings: vec![("table".to_string(), table)],
             }
         }
-        "ebpf" => Profile {
-            path,
-            grants: Grants::of(&[Capability::Log, Capability::Bpf]),
-            caps: Capabilities::default(),
-            settings: Vec::new(),
-        },
+        "ebpf" => {
+            let bpf = BpfDataplane::new(target.netns.clone(), &[&name], BpfLimits::default());
+            Profile {
+                path,
+                grants: Grants::of(&[Capability::Log, Capability::Bpf]),
+                caps: Capabilities { bpf: Arc::new(bpf), ..Capabilities::default() },
+                settings: Vec::new(),
+            }
+        }
         _ => Profile {
             path,
             grants: Grants::of(&[Capability::Log]),

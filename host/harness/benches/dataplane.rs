@@ -1,6 +1,6 @@
-//! Dataplane benchmarks of the nftables backend (a bench binary, not a timed
-//! test). Needs root, `ip` and `nft`, and the plugins built
-//! (`scripts/build-plugins`).
+//! Dataplane benchmarks of the nftables and eBPF backends, side by side in
+//! one run (a bench binary, not a timed test). Needs root, `ip` and `nft`,
+//! and the plugins built (`scripts/build-plugins`).
 //!
 //! ```text
 //! cargo bench -p palisade-harness --bench dataplane -- latency [POLICIES...]
@@ -22,7 +22,8 @@
 //! set where the server's chain is short, and with the server subject to
 //! 10,000 rules (its allowing rule last), alternated to cancel drift.
 //!
-//! Knobs (environment): `PALISADE_BENCH_CHANGES` (changes of each kind per
+//! Knobs (environment): `PALISADE_BENCH_BACKENDS` (default
+//! `nftables,ebpf`), `PALISADE_BENCH_CHANGES` (changes of each kind per
 //! size, default 100), `PALISADE_BENCH_CONNECTIONS` (default 20,000),
 //! `PALISADE_BENCH_ROUND_TRIPS` (default 20,000), `PALISADE_BENCH_ROUNDS`
 //! (alternations, default 3), `PALISADE_BENCH_CLIENTS` (client threads,
@@ -278,20 +279,37 @@ impl NftProvider for Recorder {
     }
 }
 
-/// The nftables plugin acting in `netns`, its nft calls recorded.
+/// The backends compared (`PALISADE_BENCH_BACKENDS`, default both).
+fn backends() -> Vec<String> {
+    std::env::var("PALISADE_BENCH_BACKENDS")
+        .unwrap_or_else(|_| "nftables,ebpf".into())
+        .split(',')
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
+/// The plugin `backend` acting in `netns`; for nftables, its nft calls
+/// recorded.
 fn enforcer(
     engine: &PluginEngine,
     netns: PathBuf,
-) -> Result<(Enforcer, Arc<Recorder>, String), Error> {
+    backend: &str,
+) -> Result<(Enforcer, Option<Arc<Recorder>>, String), Error> {
     let target = Target { netns: Some(netns.clone()), nft_table: Some(TABLE.into()) };
-    let mut profile = profile("nftables", &plugin_dirs(), &target)?;
+    let mut profile = profile(backend, &plugin_dirs(), &target)?;
     let name = plugin_name(&profile.path);
-    let table: TableRef = format!("inet {TABLE}").parse()?;
-    let recorder = Arc::new(Recorder {
-        inner: NftDataplane::new(Some(netns), TableGrants::new().grant(&name, table)),
-        batches: Mutex::new(Vec::new()),
-    });
-    profile.caps.nft = recorder.clone();
+    let recorder = if backend == "nftables" {
+        let table: TableRef = format!("inet {TABLE}").parse()?;
+        let recorder = Arc::new(Recorder {
+            inner: NftDataplane::new(Some(netns), TableGrants::new().grant(&name, table)),
+            batches: Mutex::new(Vec::new()),
+        });
+        profile.caps.nft = recorder.clone();
+        Some(recorder)
+    } else {
+        None
+    };
     let mut limits = Limits::default();
     if let Some(mb) =
         std::env::var("PALISADE_BENCH_PLUGIN_MEMORY_MB").ok().and_then(|v| v.parse::<usize>().ok())
@@ -351,9 +369,9 @@ struct Sample {
     batches: Vec<Batch>,
 }
 
-fn latency(policies: usize, changes: usize) -> Result<(), Error> {
+fn latency(policies: usize, changes: usize, backend: &str) -> Result<(), Error> {
     println!(
-        "\n== latency: {PODS} pods on {} nodes (the lab is node-0), {NAMESPACES} namespaces, {policies} policies ==",
+        "\n== latency ({backend}): {PODS} pods on {} nodes (the lab is node-0), {NAMESPACES} namespaces, {policies} policies ==",
         nodes()
     );
     let tmp = TempDir::new("latency")?;
@@ -390,7 +408,8 @@ fn latency(policies: usize, changes: usize) -> Result<(), Error> {
     };
     let lab = Lab::up(&spec)?;
     let engine = PluginEngine::new(Default::default())?;
-    let (enforcer, recorder, plugin) = enforcer(&engine, lab.node_netns())?;
+    let (enforcer, recorder, plugin) = enforcer(&engine, lab.node_netns(), backend)?;
+    let take = || recorder.as_ref().map(|r| r.take()).unwrap_or_default();
     let config = DaemonConfig {
         source_dir: root.clone(),
         settle: Duration::from_millis(1),
@@ -419,7 +438,7 @@ fn latency(policies: usize, changes: usize) -> Result<(), Error> {
         ),
         other => return Err(format!("initial programming: {other:?}").into()),
     }
-    for b in recorder.take() {
+    for b in take() {
         println!(
             "  initial nft batch: {} commands, {:.1} MB JSON, nft {:.3} s{}",
             b.commands,
@@ -428,8 +447,10 @@ fn latency(policies: usize, changes: usize) -> Result<(), Error> {
             if b.ok { "" } else { " (FAILED)" }
         );
     }
-    let nft_rules = count_nft_rules(&lab.node_netns())?;
-    println!("  kernel: {nft_rules} rules in table inet {TABLE}");
+    if recorder.is_some() {
+        let nft_rules = count_nft_rules(&lab.node_netns())?;
+        println!("  kernel: {nft_rules} rules in table inet {TABLE}");
+    }
 
     // The changes, alternately: a port of a policy that selects a pod of
     // this node, and the `app` label of a pod of this node (it changes the
@@ -472,7 +493,7 @@ fn latency(policies: usize, changes: usize) -> Result<(), Error> {
             }
         };
         let total = t0.elapsed();
-        let batches = recorder.take();
+        let batches = take();
         let (enforce, records, full) = match round.programmed {
             Ok(Programmed::Delta { elapsed, records, .. }) => (elapsed, records, false),
             Ok(Programmed::Full { elapsed, rules, .. }) => (elapsed, rules, true),
@@ -487,14 +508,16 @@ fn latency(policies: usize, changes: usize) -> Result<(), Error> {
 
     // The floor of one nft call: a one-command batch, with this table in
     // force, then in an empty namespace.
-    let floor_big = nft_floor(&recorder, &plugin, 30)?;
+    if let Some(recorder) = &recorder {
+        let floor_big = nft_floor(recorder, &plugin, 30)?;
+        daemon.enforcer_mut().reset()?;
+        let floor_empty = nft_floor(recorder, &plugin, 30)?;
+        println!(
+            "nft floor (one-command batch, p50 of 30): {:.2} ms with this table in force, {:.2} ms with no table",
+            floor_big, floor_empty
+        );
+    }
     daemon.enforcer_mut().reset()?;
-    let floor_empty = nft_floor(&recorder, &plugin, 30)?;
-    daemon.enforcer_mut().reset()?;
-    println!(
-        "nft floor (one-command batch, p50 of 30): {:.2} ms with this table in force, {:.2} ms with no table",
-        floor_big, floor_empty
-    );
     drop(daemon);
     lab.down()?;
     Ok(())
@@ -598,9 +621,11 @@ fn main() {
     if run_latency {
         let changes = env_usize("PALISADE_BENCH_CHANGES", 100);
         for &p in &sizes {
-            if let Err(e) = latency(p, changes) {
-                eprintln!("latency with {p} policies: {e}");
-                failed = true;
+            for backend in backends() {
+                if let Err(e) = latency(p, changes, &backend) {
+                    eprintln!("latency ({backend}) with {p} policies: {e}");
+                    failed = true;
+                }
             }
         }
     }
@@ -852,12 +877,17 @@ fn per_connection() -> Result<(), Error> {
     // The table with no policy at all: its base chains and the conntrack
     // rule, i.e. what every packet pays before any policy rule.
     let empty = palisade_model::RuleSet::default();
-    let configs: Vec<(&str, Option<&palisade_model::RuleSet>)> = vec![
-        ("no policy", None),
-        ("empty table", Some(&empty)),
-        ("cluster", Some(&short)),
-        ("server-10k", Some(&long)),
-    ];
+    // (backend, configuration, rule set): the baseline once, then each
+    // backend's configurations, alternated in every round.
+    let mut configs: Vec<(String, &str, Option<&palisade_model::RuleSet>)> =
+        vec![(String::new(), "no policy", None)];
+    for b in backends() {
+        if b == "nftables" {
+            configs.push((b.clone(), "empty table", Some(&empty)));
+        }
+        configs.push((b.clone(), "cluster", Some(&short)));
+        configs.push((b.clone(), "server-10k", Some(&long)));
+    }
     println!(
         "cluster: {} endpoints, {} rules in force; the server's ingress chain has {short_len} rules, the client's allow at index {short_at}",
         short.endpoints.len(),
@@ -885,52 +915,65 @@ fn per_connection() -> Result<(), Error> {
     let server = start_server(&server_ns, &client_ns, 4)?;
     let addr = server.addr;
     let engine = PluginEngine::new(Default::default())?;
-    let (mut enforcer, recorder, _) = enforcer(&engine, lab.node_netns())?;
+    let mut enforcers = BTreeMap::new();
+    for b in backends() {
+        let (e, recorder, _) = enforcer(&engine, lab.node_netns(), &b)?;
+        enforcers.insert(b, (e, recorder));
+    }
 
     // Warm up (ARP, caches) with no table.
     connections(&client_ns, addr, 1_000, clients)?;
 
     let mut results: BTreeMap<usize, Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
-        for (c, (name, rules)) in configs.iter().enumerate() {
-            enforcer.reset()?;
-            if let Some(rules) = rules {
+        for (c, (backend, config, rules)) in configs.iter().enumerate() {
+            for (e, _) in enforcers.values_mut() {
+                e.reset()?;
+            }
+            let name = format!("{backend} {config}");
+            if let (Some(rules), Some((enforcer, recorder))) = (rules, enforcers.get_mut(backend)) {
                 let t0 = Instant::now();
                 enforcer.program(rules, &Delta::default())?;
-                let nft = recorder.take();
                 if round == 0 {
-                    println!(
-                        "  {name}: programmed in {:.2} s ({} nft rules in the kernel, batch {:.1} MB)",
-                        t0.elapsed().as_secs_f64(),
-                        count_nft_rules(&lab.node_netns())?,
-                        nft.iter().map(|b| b.bytes).sum::<usize>() as f64 / 1e6
-                    );
+                    let took = t0.elapsed().as_secs_f64();
+                    match recorder {
+                        Some(recorder) => println!(
+                            "  {name}: programmed in {took:.2} s ({} nft rules in the kernel, batch {:.1} MB)",
+                            count_nft_rules(&lab.node_netns())?,
+                            recorder.take().iter().map(|b| b.bytes).sum::<usize>() as f64 / 1e6
+                        ),
+                        None => println!("  {name}: programmed in {took:.2} s"),
+                    }
                 }
             }
             let conn = connections(&client_ns, addr, count, clients)?;
             let rt = round_trips(&client_ns, addr, trips)?;
             println!(
-                "  round {round} {name:>11}: {:>8.0} connections/s (p50 {:.0} µs, p99 {:.0} µs); round trip p50 {:.1} µs, p99 {:.1} µs",
+                "  round {round} {name:>20}: {:>8.0} connections/s (p50 {:.0} µs, p99 {:.0} µs); round trip p50 {:.1} µs, p99 {:.1} µs",
                 conn.per_second, conn.p50_us, conn.p99_us, rt.0, rt.1
             );
             results.entry(c).or_default().push((conn, rt));
         }
     }
-    enforcer.reset()?;
+    for (e, _) in enforcers.values_mut() {
+        e.reset()?;
+    }
+    drop(enforcers);
     drop(server);
 
     println!("mean over {rounds} rounds (median of the per-round p50/p99):");
     let base = &results[&0];
     let base_cps = base.iter().map(|r| r.0.per_second).sum::<f64>() / base.len() as f64;
     let base_rt = percentile(&sorted(base.iter().map(|r| r.1 .0).collect()), 50.0);
-    for (c, (name, _)) in configs.iter().enumerate() {
+    for (c, (backend, config, _)) in configs.iter().enumerate() {
+        let name = format!("{backend} {config}");
         let r = &results[&c];
         let cps = r.iter().map(|r| r.0.per_second).sum::<f64>() / r.len() as f64;
         let med =
             |f: &dyn Fn(&Measured) -> f64| percentile(&sorted(r.iter().map(f).collect()), 50.0);
         let rt50 = med(&|r| r.1 .0);
         println!(
-            "  {name:>11}: {cps:>8.0} connections/s ({:+.1}%), connection p50 {:.0} µs / p99 {:.0} µs; round trip p50 {rt50:.1} µs ({:+.1}%), p99 {:.1} µs",
+            "  {name:>20}: {cps:>8.0} connections/s ({:+.1}%), connection p50 {:.0} µs / p99 {:.0} µs; round trip p50 {rt50:.1} µs ({:+.1}%), p99 {:.1} µs",
             (cps / base_cps - 1.0) * 100.0,
             med(&|r| r.0.p50_us),
             med(&|r| r.0.p99_us),

@@ -51,6 +51,19 @@ pub trait BpfProvider: Send + Sync {
         keys: &[Vec<u8>],
     ) -> Result<(), String>;
     fn unload(&self, plugin: &str, object: u32) -> Result<(), String>;
+    /// The host's endpoints as `plugin` is about to see them: all of them
+    /// (`full`, a rule set) or the ones a delta upserts and removes. The
+    /// provider resolves `attach`'s endpoint ids with them.
+    fn endpoints(
+        &self,
+        _plugin: &str,
+        _upserted: &[palisade_model::Endpoint],
+        _removed: &[u32],
+        _full: bool,
+    ) {
+    }
+    /// `plugin` was reset: remove whatever it still holds.
+    fn release(&self, _plugin: &str) {}
 }
 
 /// The provider of a host process that has no dataplane for a capability:

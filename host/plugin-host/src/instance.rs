@@ -114,17 +114,26 @@ impl PluginInstance {
     }
 
     pub fn apply(&mut self, rules: &palisade_model::RuleSet) -> Result<(), PluginError> {
+        self.store.data().caps.bpf.endpoints(&self.plugin, &rules.endpoints, &[], true);
         let rules = wit::rule_set(rules);
         self.apply_wit(&rules)
     }
 
     pub fn update(&mut self, delta: &palisade_model::Delta) -> Result<(), PluginError> {
+        self.store.data().caps.bpf.endpoints(
+            &self.plugin,
+            &delta.endpoints_upserted,
+            &delta.endpoints_removed,
+            false,
+        );
         let delta = wit::delta(delta);
         self.call(Call::Update, |b, s| b.palisade_backend_backend().call_update(s, &delta))
     }
 
     pub fn reset(&mut self) -> Result<(), PluginError> {
-        self.call(Call::Reset, |b, s| b.palisade_backend_backend().call_reset(s))
+        let result = self.call(Call::Reset, |b, s| b.palisade_backend_backend().call_reset(s));
+        self.store.data().caps.bpf.release(&self.plugin);
+        result
     }
 
     pub fn evaluate(

@@ -1,0 +1,175 @@
+//! The host's `bpf` capability against the hostile fixture, with the real
+//! dataplane (aya, the kernel's verifier, TCX) in a throwaway network
+//! namespace that lives as long as one parked thread (needs root).
+//!
+//! The namespace has a veth pair `pl-d0` with a `/24` route covering the
+//! rule set's endpoint addresses, and a veth pair `pl-hN` per address given
+//! a host route (`/32`): only an endpoint with a host route has an
+//! interface to attach to.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use palisade_bpf::{BpfDataplane, BpfLimits};
+use palisade_plugin_host::{Backoff, Capabilities, Grants, Limits, Supervisor};
+use palisade_tests::{engine, plugin_bytes, rule_set};
+
+const HOSTILE: &str = "palisade_fixture_hostile";
+const EBPF: &str = "palisade_ebpf";
+
+/// A network namespace held by a parked thread; gone when dropped.
+struct Netns {
+    path: PathBuf,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Netns {
+    /// A fresh namespace: a `/24` route for 10.0.0.0 on `pl-d0`, and a host
+    /// route on a device of its own for each of `hosts`.
+    fn new(hosts: &[&str]) -> Netns {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare a network namespace (root)");
+            let ip = |args: &str| {
+                let ok = Command::new("ip").args(args.split(' ')).status().unwrap().success();
+                assert!(ok, "ip {args}");
+            };
+            ip("link add pl-d0 type veth peer name pl-d1");
+            ip("link set pl-d0 up");
+            ip("link set pl-d1 up");
+            ip("route add 10.0.0.0/24 dev pl-d0");
+            // One device per host route, as one veth per pod (TCX takes a
+            // program once per device and hook).
+            for (i, h) in hosts.iter().enumerate() {
+                ip(&format!("link add pl-h{i} type veth peer name pl-p{i}"));
+                ip(&format!("link set pl-h{i} up"));
+                ip(&format!("link set pl-p{i} up"));
+                ip(&format!("route add {h}/32 dev pl-h{i}"));
+            }
+            // `/proc/thread-self` links to `PID/task/TID`.
+            let me = std::fs::read_link("/proc/thread-self").unwrap();
+            let path = format!("/proc/{}/ns/net", me.display());
+            ready_tx.send(PathBuf::from(path)).unwrap();
+            let _ = stop_rx.recv();
+        });
+        let path = ready_rx.recv().expect("the namespace thread started");
+        Netns { path, stop: Some(stop_tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn dataplane(netns: &Netns, limits: BpfLimits) -> Arc<BpfDataplane> {
+    Arc::new(BpfDataplane::new(Some(netns.path.clone()), &[HOSTILE, EBPF], limits))
+}
+
+fn start(stem: &str, dp: &Arc<BpfDataplane>) -> Supervisor {
+    let caps = Capabilities { bpf: dp.clone(), ..Capabilities::default() };
+    let plugin =
+        engine().load(stem, &plugin_bytes(stem), &Grants::all(), Limits::default(), caps).unwrap();
+    Supervisor::start(plugin, vec![], Backoff::default()).unwrap()
+}
+
+#[test]
+fn attach_reaches_only_endpoints_with_a_host_route_and_reset_removes_the_links() {
+    let netns = Netns::new(&["10.0.0.2"]);
+    let dp = dataplane(&netns, BpfLimits::default());
+    let mut sup = start(HOSTILE, &dp);
+    let err = sup
+        .apply(&rule_set(1, &["hostile/bpf-attach", "ns/b", "ns/c"]))
+        .expect_err("the fixture reports in its error")
+        .to_string();
+    let line = |prefix: &str| {
+        err.lines()
+            .find(|l| l.contains(prefix))
+            .unwrap_or_else(|| panic!("{prefix}: {err}"))
+            .to_string()
+    };
+    // 10.0.0.1 and .3 are only under the /24: no interface is theirs.
+    assert!(
+        line("attach endpoint 1:").contains("refused")
+            && line("attach endpoint 1:").contains("no host route"),
+        "{err}"
+    );
+    assert!(line("attach endpoint 2:").contains("DONE"), "{err}");
+    assert!(line("attach endpoint 3:").contains("no host route"), "{err}");
+    assert!(line("attach endpoint 4242:").contains("not an endpoint of this host"), "{err}");
+    assert_eq!(dp.held(), (1, 1), "one object, one link");
+    sup.reset().unwrap();
+    assert_eq!(dp.held(), (0, 0), "reset removes every object and link");
+}
+
+#[test]
+fn a_plugin_writes_only_maps_of_its_own_object() {
+    let netns = Netns::new(&["10.0.0.1", "10.0.0.2"]);
+    let dp = dataplane(&netns, BpfLimits::default());
+    // The eBPF backend programs two endpoints for real: its object is 1.
+    let mut ebpf = start(EBPF, &dp);
+    ebpf.apply(&rule_set(1, &["ns/a", "ns/b"])).unwrap();
+    assert_eq!(dp.held(), (1, 4), "both programs on both endpoints");
+    let written = dp.stats().entries_written;
+    let mut hostile = start(HOSTILE, &dp);
+    let err = hostile
+        .apply(&rule_set(1, &["hostile/bpf-foreign-map"]))
+        .expect_err("the fixture reports in its error")
+        .to_string();
+    assert!(err.contains("write map pl_other of its own object: refused: bpf capability: plugin `palisade_fixture_hostile`: map `pl_other` is not a map of its object"), "{err}");
+    // Object 1 is the eBPF backend's (loaded first); the others it tries
+    // are links or nothing.
+    assert!(err.contains("write pl_endpoints of object 1: refused: bpf capability: plugin `palisade_fixture_hostile`: no object 1 of this plugin"), "{err}");
+    let others: Vec<&str> =
+        err.lines().filter(|l| l.starts_with("write pl_endpoints of object")).collect();
+    assert!(others.len() >= 3, "{err}");
+    assert!(others.iter().all(|l| l.contains(": refused: ")), "{err}");
+    assert!(err.contains("write pl_endpoints of its own object: DONE"), "{err}");
+    // Only the hostile plugin's own write went through.
+    assert_eq!(dp.stats().entries_written, written + 1);
+    hostile.reset().unwrap();
+    assert_eq!(dp.held(), (1, 4), "the hostile reset leaves the other plugin's object");
+    ebpf.reset().unwrap();
+    assert_eq!(dp.held(), (0, 0));
+}
+
+#[test]
+fn oversized_batches_and_entries_are_refused_before_the_kernel() {
+    let netns = Netns::new(&[]);
+    let dp = dataplane(&netns, BpfLimits::default());
+    let mut sup = start(HOSTILE, &dp);
+    let err = sup
+        .apply(&rule_set(1, &["hostile/bpf-oversized"]))
+        .expect_err("the fixture reports in its error")
+        .to_string();
+    assert!(err.contains("write 100001 entries: refused: bpf capability: plugin `palisade_fixture_hostile`: map `pl_endpoints`: batch of 100001 entries refused (limit 65536)"), "{err}");
+    assert!(err.contains("write a 64-byte key: refused: bpf capability: plugin `palisade_fixture_hostile`: map `pl_endpoints` entry 0: key of 64 bytes, the map's is 4"), "{err}");
+    assert!(err.contains("delete 100001 keys: refused"), "{err}");
+    assert_eq!(dp.stats().entries_written, 0);
+    drop(sup);
+    drop(dp);
+}
+
+#[test]
+fn a_plugin_without_the_grant_reaches_nothing() {
+    let netns = Netns::new(&[]);
+    let dp = Arc::new(BpfDataplane::new(
+        Some(netns.path.clone()),
+        &["someone-else"],
+        BpfLimits::default(),
+    ));
+    let mut sup = start(HOSTILE, &dp);
+    let err = sup.apply(&rule_set(1, &["hostile/bpf-oversized"])).expect_err("refused").to_string();
+    assert!(err.contains("load: refused: bpf capability: plugin `palisade_fixture_hostile` is not granted the eBPF dataplane"), "{err}");
+    assert_eq!(dp.held(), (0, 0));
+}
