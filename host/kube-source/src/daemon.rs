@@ -1,0 +1,223 @@
+//! `palisade run --source kube`: the Kubernetes source, the pipeline, and
+//! the backend plugin, failing static.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use palisade_daemon::{Enforcer, Programmed};
+use palisade_model::{Delta, RuleSet};
+use palisade_pipeline::{Pipeline, Rejected};
+use palisade_plugin_host::PluginError;
+use palisade_store::ObjectKey;
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::events::{self, Rejection};
+use crate::health::Health;
+use crate::source::{KubeSource, SourceClosed, SourceConfig};
+
+/// What programs rule sets: the [`Enforcer`] (a plugin under its
+/// supervisor), or a recorder in tests.
+pub trait Programmer {
+    fn program(&mut self, rules: &RuleSet, delta: &Delta) -> Result<Programmed, PluginError>;
+    /// Fresh plugin instances made after failures.
+    fn restarts(&self) -> u64 {
+        0
+    }
+}
+
+impl Programmer for Enforcer {
+    fn program(&mut self, rules: &RuleSet, delta: &Delta) -> Result<Programmed, PluginError> {
+        Enforcer::program(self, rules, delta)
+    }
+    fn restarts(&self) -> u64 {
+        self.supervisor().status().restarts
+    }
+}
+
+/// Settings of the Kubernetes daemon.
+#[derive(Debug, Clone, Default)]
+pub struct KubeConfig {
+    pub source: SourceConfig,
+    pub dialects: palisade_dialects::Settings,
+    /// `node`: this node's name (pods on it are the endpoints).
+    pub resolver: palisade_resolver::Settings,
+    /// Post a Kubernetes Event on each object that fails validation.
+    pub post_events: bool,
+}
+
+/// One round, for logs and tests.
+#[derive(Debug)]
+pub struct KubeRound {
+    pub applied: usize,
+    pub deleted: usize,
+    pub rejected: Vec<Rejected>,
+    pub programmed: Result<Programmed, PluginError>,
+}
+
+pub struct KubeDaemon<P> {
+    source: KubeSource,
+    pipeline: Pipeline,
+    programmer: P,
+    health: Arc<Health>,
+    events: Option<UnboundedSender<Rejection>>,
+    /// The last rejection reported per object, so that an Event is posted
+    /// once per distinct problem, not on every resync.
+    reported: HashMap<ObjectKey, String>,
+}
+
+impl<P: Programmer> KubeDaemon<P> {
+    /// Starts the watchers (and the Event poster) on `runtime`; nothing is
+    /// programmed until the first complete sync ([`KubeDaemon::round`]).
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        client: Client,
+        config: &KubeConfig,
+        programmer: P,
+        health: Arc<Health>,
+    ) -> KubeDaemon<P> {
+        let source = KubeSource::start(runtime, &client, &config.source, health.clone());
+        let events = config
+            .post_events
+            .then(|| events::spawn(runtime, client, config.resolver.node.clone(), health.clone()));
+        KubeDaemon {
+            source,
+            pipeline: Pipeline::new(config.dialects, config.resolver.clone()),
+            programmer,
+            health,
+            events,
+            reported: HashMap::new(),
+        }
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    pub fn programmer_mut(&mut self) -> &mut P {
+        &mut self.programmer
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Waits up to `timeout` for a debounced batch, applies it and programs
+    /// the change. `None` if nothing changed.
+    pub fn round(&mut self, timeout: Duration) -> Result<Option<KubeRound>, SourceClosed> {
+        let Some(batch) = self.source.next_batch(timeout)? else { return Ok(None) };
+        let started = Instant::now();
+        let identities: Vec<(String, Option<String>)> = batch.apply.iter().map(identity).collect();
+        let applied = batch.apply.len();
+        let outcome = self.pipeline.apply(batch.apply);
+        for w in &outcome.warnings {
+            tracing::warn!("{w}");
+        }
+        for r in &outcome.rejected {
+            tracing::error!(object = %r.object, field = ?r.field, "{}", r.message);
+            if let Some((api_version, uid)) = identities.get(r.index) {
+                self.report(r, api_version, uid.clone());
+            }
+        }
+        self.health.rejected(outcome.rejected.len());
+        for deleted in &batch.delete {
+            self.reported.remove(deleted);
+        }
+        self.pipeline.delete(&batch.delete);
+        let delta = self.pipeline.take_delta();
+        let programmed = self.programmer.program(self.pipeline.rule_set(), &delta);
+        self.health.set_plugin_restarts(self.programmer.restarts());
+        self.health.set_objects(&self.source.reflection().counts());
+        match &programmed {
+            Ok(p) => {
+                if !matches!(p, Programmed::Unchanged) {
+                    self.health.programmed(started.elapsed());
+                }
+                self.health.set_generation(self.pipeline.rule_set().generation);
+                self.health.set_ready();
+                log_programmed(p);
+            }
+            Err(e) => {
+                self.health.plugin_failed();
+                tracing::error!(
+                    "programming failed; the last programmed state stays in force: {e}"
+                );
+            }
+        }
+        Ok(Some(KubeRound {
+            applied: applied - outcome.rejected.len(),
+            deleted: batch.delete.len(),
+            rejected: outcome.rejected,
+            programmed,
+        }))
+    }
+
+    fn report(&mut self, r: &Rejected, api_version: &str, uid: Option<String>) {
+        let Some(events) = &self.events else { return };
+        if r.unsupported_kind {
+            return;
+        }
+        let Some(key) = key_of_rejected(r, api_version) else { return };
+        if self.reported.get(&key) == Some(&r.message) {
+            return;
+        }
+        self.reported.insert(key.clone(), r.message.clone());
+        let _ = events.send(Rejection {
+            key,
+            api_version: api_version.to_string(),
+            uid,
+            field: r.field.clone(),
+            message: r.message.clone(),
+        });
+    }
+
+    /// Runs rounds until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), SourceClosed> {
+        let mut waiting_logged = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            self.round(Duration::from_millis(200))?;
+            if !self.health.is_ready() && waiting_logged.elapsed() > Duration::from_secs(10) {
+                tracing::info!(
+                    waiting_for = ?self.source.reflection().unsynced(),
+                    "first sync not complete yet"
+                );
+                waiting_logged = Instant::now();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn identity(object: &Value) -> (String, Option<String>) {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let uid = object.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+    (api_version.to_string(), uid)
+}
+
+/// The key of a rejected object: its description is `Kind.group ns/name`;
+/// the key is rebuilt from it (the pipeline reports keys as text).
+fn key_of_rejected(r: &Rejected, api_version: &str) -> Option<ObjectKey> {
+    let (kind_group, place) = r.object.split_once(' ')?;
+    let kind = kind_group.split('.').next()?;
+    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    let (namespace, name) = match place.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, place),
+    };
+    Some(ObjectKey::new(group, kind, namespace, name))
+}
+
+fn log_programmed(p: &Programmed) {
+    match p {
+        Programmed::Unchanged => tracing::debug!("nothing to program"),
+        Programmed::Full { generation, rules, elapsed } => {
+            tracing::info!(generation, rules, ?elapsed, "programmed the full rule set")
+        }
+        Programmed::Delta { generation, records, elapsed } => {
+            tracing::info!(generation, records, ?elapsed, "programmed a delta")
+        }
+    }
+}
