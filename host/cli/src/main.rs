@@ -11,6 +11,7 @@ mod matrix_cmd;
 mod plugin_cmd;
 mod resolve_cmd;
 mod run_cmd;
+mod run_kube;
 
 use clap::{Parser, Subcommand};
 
