@@ -67,7 +67,13 @@ pub struct KubeDaemon<P> {
     /// The last rejection reported per object, so that an Event is posted
     /// once per distinct problem, not on every resync.
     reported: HashMap<ObjectKey, String>,
+    /// When to retry after a failed programming.
+    retry_at: Option<Instant>,
 }
+
+/// Delay before a failed programming is retried without a change (the
+/// plugin's supervisor adds its own backoff on repeated failures).
+const RETRY: Duration = Duration::from_secs(1);
 
 impl<P: Programmer> KubeDaemon<P> {
     /// Starts the watchers (and the Event poster) on `runtime`; nothing is
@@ -90,6 +96,7 @@ impl<P: Programmer> KubeDaemon<P> {
             health,
             events,
             reported: HashMap::new(),
+            retry_at: None,
         }
     }
 
@@ -108,9 +115,12 @@ impl<P: Programmer> KubeDaemon<P> {
     /// Waits up to `timeout` for a debounced batch, applies it and programs
     /// the change. `None` if nothing changed.
     pub fn round(&mut self, timeout: Duration) -> Result<Option<KubeRound>, SourceClosed> {
-        let Some(batch) = self.source.next_batch(timeout)? else { return Ok(None) };
+        let Some(batch) = self.source.next_batch(timeout)? else {
+            return Ok(self.retry());
+        };
         let started = Instant::now();
-        let identities: Vec<(String, Option<String>)> = batch.apply.iter().map(identity).collect();
+        self.health.batch();
+        let identities: Vec<Identity> = batch.apply.iter().map(identity).collect();
         let applied = batch.apply.len();
         let outcome = self.pipeline.apply(batch.apply);
         for w in &outcome.warnings {
@@ -118,8 +128,8 @@ impl<P: Programmer> KubeDaemon<P> {
         }
         for r in &outcome.rejected {
             tracing::error!(object = %r.object, field = ?r.field, "{}", r.message);
-            if let Some((api_version, uid)) = identities.get(r.index) {
-                self.report(r, api_version, uid.clone());
+            if let Some(id) = identities.get(r.index) {
+                self.report(r, id);
             }
         }
         self.health.rejected(outcome.rejected.len());
@@ -127,6 +137,19 @@ impl<P: Programmer> KubeDaemon<P> {
             self.reported.remove(deleted);
         }
         self.pipeline.delete(&batch.delete);
+        let programmed = self.program(started);
+        Ok(Some(KubeRound {
+            applied: applied - outcome.rejected.len(),
+            deleted: batch.delete.len(),
+            rejected: outcome.rejected,
+            programmed,
+        }))
+    }
+
+    /// Programs the change since the last call; on failure, schedules a
+    /// retry of the full rule set, so that a failed first sync does not wait
+    /// for the next change in the cluster to become ready.
+    fn program(&mut self, started: Instant) -> Result<Programmed, PluginError> {
         let delta = self.pipeline.take_delta();
         let programmed = self.programmer.program(self.pipeline.rule_set(), &delta);
         self.health.set_plugin_restarts(self.programmer.restarts());
@@ -138,37 +161,43 @@ impl<P: Programmer> KubeDaemon<P> {
                 }
                 self.health.set_generation(self.pipeline.rule_set().generation);
                 self.health.set_ready();
+                self.retry_at = None;
                 log_programmed(p);
             }
             Err(e) => {
                 self.health.plugin_failed();
+                self.retry_at = Some(Instant::now() + RETRY);
                 tracing::error!(
                     "programming failed; the last programmed state stays in force: {e}"
                 );
             }
         }
-        Ok(Some(KubeRound {
-            applied: applied - outcome.rejected.len(),
-            deleted: batch.delete.len(),
-            rejected: outcome.rejected,
-            programmed,
-        }))
+        programmed
     }
 
-    fn report(&mut self, r: &Rejected, api_version: &str, uid: Option<String>) {
+    /// A retry of a failed programming, when it is due.
+    fn retry(&mut self) -> Option<KubeRound> {
+        if !self.retry_at.is_some_and(|at| Instant::now() >= at) {
+            return None;
+        }
+        let programmed = self.program(Instant::now());
+        Some(KubeRound { applied: 0, deleted: 0, rejected: Vec::new(), programmed })
+    }
+
+    fn report(&mut self, r: &Rejected, id: &Identity) {
         let Some(events) = &self.events else { return };
         if r.unsupported_kind {
             return;
         }
-        let Some(key) = key_of_rejected(r, api_version) else { return };
+        let Some(key) = id.key.clone() else { return };
         if self.reported.get(&key) == Some(&r.message) {
             return;
         }
         self.reported.insert(key.clone(), r.message.clone());
         let _ = events.send(Rejection {
             key,
-            api_version: api_version.to_string(),
-            uid,
+            api_version: id.api_version.clone(),
+            uid: id.uid.clone(),
             field: r.field.clone(),
             message: r.message.clone(),
         });
@@ -191,23 +220,17 @@ impl<P: Programmer> KubeDaemon<P> {
     }
 }
 
-fn identity(object: &Value) -> (String, Option<String>) {
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let uid = object.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
-    (api_version.to_string(), uid)
+/// What an Event names of an object of the batch.
+struct Identity {
+    key: Option<ObjectKey>,
+    api_version: String,
+    uid: Option<String>,
 }
 
-/// The key of a rejected object: its description is `Kind.group ns/name`;
-/// the key is rebuilt from it (the pipeline reports keys as text).
-fn key_of_rejected(r: &Rejected, api_version: &str) -> Option<ObjectKey> {
-    let (kind_group, place) = r.object.split_once(' ')?;
-    let kind = kind_group.split('.').next()?;
-    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    let (namespace, name) = match place.split_once('/') {
-        Some((ns, name)) => (Some(ns), name),
-        None => (None, place),
-    };
-    Some(ObjectKey::new(group, kind, namespace, name))
+fn identity(object: &Value) -> Identity {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let uid = object.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+    Identity { key: ObjectKey::of_object(object).ok(), api_version: api_version.to_string(), uid }
 }
 
 fn log_programmed(p: &Programmed) {

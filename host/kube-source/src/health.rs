@@ -40,6 +40,8 @@ pub struct Health {
     plugin_restarts: AtomicU64,
     rejected: AtomicU64,
     events_posted: AtomicU64,
+    outages: AtomicU64,
+    batches: AtomicU64,
     latency: Mutex<Histogram>,
     kinds: Mutex<ByKind>,
 }
@@ -61,7 +63,10 @@ impl Health {
     }
 
     pub fn set_reachable(&self, up: bool) {
-        self.reachable.store(up, Ordering::Relaxed);
+        let was = self.reachable.swap(up, Ordering::Relaxed);
+        if was && !up {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn set_generation(&self, generation: u64) {
@@ -78,6 +83,10 @@ impl Health {
         }
         h.count += 1;
         h.sum += seconds;
+    }
+
+    pub fn batch(&self) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn plugin_failed(&self) {
@@ -118,58 +127,66 @@ impl Health {
     /// The metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let scalars: [(&str, &str, &str, u64); 9] = [
+            (
+                "palisade_ready",
+                "gauge",
+                "1 once the first full sync is programmed.",
+                u64::from(self.is_ready()),
+            ),
+            (
+                "palisade_api_reachable",
+                "gauge",
+                "1 while the API server answers.",
+                u64::from(self.reachable.load(Ordering::Relaxed)),
+            ),
+            (
+                "palisade_api_outages_total",
+                "counter",
+                "Times the API server became unreachable (each logged once).",
+                load(&self.outages),
+            ),
+            (
+                "palisade_ruleset_generation",
+                "gauge",
+                "Generation of the rule set last programmed.",
+                load(&self.generation),
+            ),
+            (
+                "palisade_plugin_failures_total",
+                "counter",
+                "Programming calls the backend plugin failed (the last state stayed in force).",
+                load(&self.plugin_failures),
+            ),
+            (
+                "palisade_plugin_restarts_total",
+                "counter",
+                "Fresh plugin instances made after a failure.",
+                load(&self.plugin_restarts),
+            ),
+            (
+                "palisade_objects_rejected_total",
+                "counter",
+                "Objects that failed validation (each also gets a Kubernetes Event).",
+                load(&self.rejected),
+            ),
+            (
+                "palisade_events_posted_total",
+                "counter",
+                "Kubernetes Events posted about invalid objects.",
+                load(&self.events_posted),
+            ),
+            (
+                "palisade_batches_total",
+                "counter",
+                "Debounced batches of changes applied.",
+                load(&self.batches),
+            ),
+        ];
+        for (name, kind, help, value) in scalars {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        gauge(
-            &mut out,
-            "palisade_ready",
-            "1 once the first full sync is programmed.",
-            "gauge",
-            u64::from(self.is_ready()),
-        );
-        gauge(
-            &mut out,
-            "palisade_api_reachable",
-            "1 while the API server answers.",
-            "gauge",
-            u64::from(self.reachable.load(Ordering::Relaxed)),
-        );
-        gauge(
-            &mut out,
-            "palisade_ruleset_generation",
-            "Generation of the rule set last programmed.",
-            "gauge",
-            self.generation.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "palisade_plugin_failures_total",
-            "Programming calls the backend plugin failed (the last state stayed in force).",
-            "counter",
-            self.plugin_failures.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "palisade_plugin_restarts_total",
-            "Fresh plugin instances made after a failure.",
-            "counter",
-            self.plugin_restarts.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "palisade_objects_rejected_total",
-            "Objects that failed validation (each also gets a Kubernetes Event).",
-            "counter",
-            self.rejected.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "palisade_events_posted_total",
-            "Kubernetes Events posted about invalid objects.",
-            "counter",
-            self.events_posted.load(Ordering::Relaxed),
-        );
+        }
         {
             let k = self.kinds();
             let mut labelled = |name: &str, help: &str, kind: &str, map: &BTreeMap<String, u64>| {
@@ -181,7 +198,7 @@ impl Health {
             labelled("palisade_objects_watched", "Objects known, by kind.", "gauge", &k.objects);
             labelled(
                 "palisade_lists_total",
-                "Lists started (at start, and again after 410 Gone or a failed list), by kind.",
+                "Complete lists (at start, and again after 410 Gone), by kind.",
                 "counter",
                 &k.lists,
             );

@@ -134,10 +134,14 @@ async fn watch_kind(
     while let Some(item) = stream.next().await {
         let message = match item {
             Ok(event) => {
-                delay = backoff.min;
-                last_error = None;
-                link.up();
-                if matches!(event, Event::Init) {
+                // `Init` comes before the list request is made, so it does
+                // not show that the API server answers.
+                if !matches!(event, Event::Init) {
+                    delay = backoff.min;
+                    last_error = None;
+                    link.up();
+                }
+                if matches!(event, Event::InitDone) {
                     health.count_list(&kind.label());
                 }
                 match convert(&kind, event) {

@@ -10,6 +10,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,12 +23,16 @@ use palisade_plugin_host::PluginError;
 use serde_json::{json, Value};
 use support::fake_api::FakeApi;
 
-/// Records every rule set it is given.
+/// Records every rule set it is given; fails the first `failures` calls.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<RuleSet>>>);
+struct Recorder(Arc<Mutex<Vec<RuleSet>>>, Arc<AtomicUsize>);
 
 impl Programmer for Recorder {
     fn program(&mut self, rules: &RuleSet, _delta: &Delta) -> Result<Programmed, PluginError> {
+        if self.1.load(Ordering::Relaxed) > 0 {
+            self.1.fetch_sub(1, Ordering::Relaxed);
+            return Err(PluginError::NotABackend { plugin: "recorder".into() });
+        }
         self.0.lock().unwrap().push(rules.clone());
         Ok(Programmed::Full { generation: rules.generation, rules: 0, elapsed: Duration::ZERO })
     }
@@ -51,6 +56,10 @@ fn node() -> Option<String> {
 }
 
 fn start(api: &FakeApi) -> Harness {
+    start_failing(api, 0)
+}
+
+fn start_failing(api: &FakeApi, failures: usize) -> Harness {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let client = {
@@ -68,6 +77,7 @@ fn start(api: &FakeApi) -> Harness {
         ..KubeConfig::default()
     };
     let recorder = Recorder::default();
+    recorder.1.store(failures, Ordering::Relaxed);
     let health = Health::new();
     let daemon =
         KubeDaemon::start(runtime.handle(), client, &config, recorder.clone(), health.clone());
@@ -332,7 +342,12 @@ fn while_the_api_server_is_gone_the_last_state_stays_in_force() {
     }
     assert_eq!(h.recorder.count(), programmed);
     assert_eq!(normalised(h.daemon.pipeline().rule_set()), want);
-    assert!(h.health.render().contains("palisade_api_reachable 0\n"));
+    let text = h.health.render();
+    assert!(text.contains("palisade_api_reachable 0\n"), "{text}");
+    assert!(
+        text.contains("palisade_api_outages_total 1\n"),
+        "one outage, not a flapping state: {text}"
+    );
     assert!(h.health.is_ready(), "still enforcing: stays ready");
 
     let late = policy("shop", "late", json!({"podSelector": {"matchLabels": {"app": "web"}}}));
@@ -345,6 +360,7 @@ fn while_the_api_server_is_gone_the_last_state_stays_in_force() {
         assert!(Instant::now() < deadline, "never reachable again");
         h.daemon.round(Duration::from_millis(100)).unwrap();
     }
+    assert!(h.health.render().contains("palisade_api_outages_total 1\n"));
     drop(h.runtime);
 }
 
@@ -413,5 +429,34 @@ fn an_invalid_policy_gets_an_event_and_readiness_waits_for_the_first_sync() {
     objects.push(fixed);
     h.until_rule_set(&through_manifests(&objects), "the fixed policy");
     assert_eq!(api.events().len(), 1);
+    drop(h.runtime);
+}
+
+#[test]
+fn a_failed_first_programming_is_retried_without_a_change_and_only_then_ready() {
+    let api = FakeApi::start();
+    let objects = cluster();
+    load(&api, &objects);
+    let mut h = start_failing(&api, 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        assert!(Instant::now() < deadline, "no first round");
+        if let Some(round) = h.daemon.round(Duration::from_millis(100)).unwrap() {
+            break round;
+        }
+    };
+    assert!(first.programmed.is_err());
+    assert!(!h.health.is_ready(), "not ready while nothing is programmed");
+    let requests = api.requests().len();
+    h.until_rule_set(&through_manifests(&objects), "after the retries");
+    assert_eq!(h.recorder.count(), 1, "programmed once it succeeded");
+    let sync = normalised(&h.recorder.0.lock().unwrap()[0]);
+    assert_eq!(sync, through_manifests(&objects), "the retry sends the full rule set");
+    assert!(h.health.render().contains("palisade_plugin_failures_total 2\n"));
+    let relists = api.requests()[requests..]
+        .iter()
+        .filter(|r| !r.contains("watch=true") && !r.contains("/extensions/"))
+        .count();
+    assert_eq!(relists, 0, "the retries came without a new list");
     drop(h.runtime);
 }

@@ -19,7 +19,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -408,31 +408,28 @@ impl Server {
         let mut changed = self.changed.clone();
         let mut drops = self.drops.clone();
         drops.borrow_and_update();
-        let expired = {
-            let s = self.state.lock().unwrap();
-            (sent < s.compacted_below).then(|| (sent, s.rv))
-        };
-        if let Some((asked, now)) = expired {
-            let message = format!("too old resource version: {asked} ({now})");
-            chunk(stream, &json!({"type": "ERROR", "object": status(410, "Expired", &message)}))
-                .await?;
-            return stream.write_all(b"0\r\n\r\n").await;
-        }
-        let mut seen_kinds = BTreeSet::new();
         loop {
             changed.borrow_and_update();
-            let (changes, rv) = {
+            let (changes, rv, expired) = {
                 let s = self.state.lock().unwrap();
+                // History this stream has not sent was compacted away (also
+                // while it was open): the client must list again.
+                let expired = (sent < s.compacted_below)
+                    .then(|| format!("too old resource version: {sent} ({})", s.rv));
                 let changes: Vec<Change> = s
                     .history
                     .iter()
                     .filter(|c| c.rv > sent && c.path == resource.path)
                     .cloned()
                     .collect();
-                (changes, s.rv)
+                (changes, s.rv, expired)
             };
+            if let Some(message) = expired {
+                let gone = status(410, "Expired", &message);
+                chunk(stream, &json!({"type": "ERROR", "object": gone})).await?;
+                return stream.write_all(b"0\r\n\r\n").await;
+            }
             for c in changes {
-                seen_kinds.insert(c.kind);
                 chunk(stream, &json!({"type": c.kind, "object": c.object})).await?;
                 sent = c.rv;
             }
