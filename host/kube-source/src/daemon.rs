@@ -177,7 +177,7 @@ impl<P: Programmer> KubeDaemon<P> {
 
     /// A retry of a failed programming, when it is due.
     fn retry(&mut self) -> Option<KubeRound> {
-        if !self.retry_at.is_some_and(|at| Instant::now() >= at) {
+        if self.retry_at.is_none_or(|at| Instant::now() < at) {
             return None;
         }
         let programmed = self.program(Instant::now());
