@@ -1,7 +1,8 @@
 //! End to end, as root: `palisade run --source kube` with the nftables
 //! plugin, against the fake API server (the real list/watch wire format),
 //! enforcing on the wire of a namespace lab: a NetworkPolicy created
-//! through the API isolates its pod; deleting it lifts the isolation.
+//! through the API isolates its pod; while the API server is away the
+//! isolation stays (logged once); deleting the policy lifts it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -77,7 +78,7 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
         notes: vec![],
     })
     .unwrap();
-    let api = FakeApi::start();
+    let mut api = FakeApi::start();
     api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
     api.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lab-node"}}));
     api.apply(pod("web", "10.78.0.1", json!([{"containerPort": 80}])));
@@ -113,6 +114,15 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
         "metadata": {"name": "deny-web", "namespace": "shop"},
         "spec": {"podSelector": {"matchLabels": {"app": "web"}}}}));
     assert!(eventually(&lab, false), "the policy created through the API isolates web");
+
+    // The API server goes away for a while: the last state stays in force.
+    api.stop();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        assert!(!allowed(&lab), "still isolated while the API server is away");
+    }
+    api.start_again();
+
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("shop"), "deny-web");
     assert!(eventually(&lab, true), "deleting it lifts the isolation");
 
@@ -122,6 +132,9 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("ready"), "{stderr}");
+    // One log line per change of state of the API server's reachability.
+    assert_eq!(stderr.matches("API server unreachable").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("API server reachable again").count(), 1, "{stderr}");
     assert!(api.requests().iter().any(|r| r.contains("watch=true")), "it watched");
     let tables = Command::new("ip")
         .args(["netns", "exec", lab.node_netns_name(), "nft", "list", "tables"])

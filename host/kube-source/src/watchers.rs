@@ -175,6 +175,12 @@ async fn watch_kind(
                         }
                         last_error = Some(text);
                     }
+                    // An open stream broke (a load balancer's idle timeout,
+                    // a restarting API server): watching again from the
+                    // last resourceVersion tells whether it still answers.
+                    None if matches!(error, watcher::Error::WatchFailed(_)) => {
+                        tracing::debug!(kind = %kind.label(), "watch stream broke: {error}");
+                    }
                     None => {
                         link.down(&error);
                         last_error = Some(error.to_string());
