@@ -104,7 +104,7 @@ impl Reflection {
         }
     }
 
-    /// The API server does not serve kind number `kind` (404): it counts as
+    /// The API server does not serve kind number `kind` (404, 403): it counts as
     /// listed and empty.
     pub fn absent(&mut self, kind: usize) {
         self.handle(kind, Event::Init);

@@ -28,8 +28,8 @@ pub enum Message {
     /// An event of the watcher of kind number `kind` (objects already
     /// converted to JSON with their apiVersion and kind, and stripped).
     Event { kind: usize, event: Event<Value> },
-    /// The API server answers 404 for kind number `kind` (an optional CRD
-    /// that is not installed).
+    /// The API server answers 404 or 403 for kind number `kind` (an
+    /// optional CRD that is not installed, or not readable).
     Absent { kind: usize },
 }
 
@@ -157,12 +157,15 @@ async fn watch_kind(
                         tracing::info!(kind = %kind.label(), "resourceVersion expired (410 Gone); listing again");
                         continue;
                     }
-                    Some(404) if !kind.required => {
+                    // An optional kind that is not served (404: CRD not
+                    // installed) or not readable (403: RBAC) does not hold
+                    // up the first sync.
+                    Some(code @ (404 | 403)) if !kind.required => {
                         link.up();
                         if last_error.is_none() {
-                            tracing::info!(kind = %kind.label(), "not served by the API server (CRD not installed?); counted as empty");
+                            tracing::info!(kind = %kind.label(), code, "not served or not readable (CRD not installed? RBAC?); counted as empty");
                         }
-                        last_error = Some("404".into());
+                        last_error = Some(code.to_string());
                         if tx.send(Message::Absent { kind: index }).is_err() {
                             return;
                         }
