@@ -53,9 +53,10 @@ pub struct RunArgs {
     /// Extra folders to search for plugins by name.
     #[arg(long = "plugin-dir")]
     pub plugin_dirs: Vec<PathBuf>,
-    /// Quiet time after a change before it is read, in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    pub settle_ms: u64,
+    /// Quiet time after a change before it is read, in milliseconds
+    /// (default 5 for `dir:`, 100 for `kube`).
+    #[arg(long)]
+    pub settle_ms: Option<u64>,
     /// When extensions/v1beta1 policies are in force.
     #[arg(long = "v1beta1-rule", value_enum, default_value_t = BetaRuleArg::Beta)]
     pub beta_rule: BetaRuleArg,
@@ -120,7 +121,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let enforcer = start_enforcer(&args)?;
     let config = DaemonConfig {
         source_dir,
-        settle: Duration::from_millis(args.settle_ms),
+        settle: Duration::from_millis(args.settle_ms.unwrap_or(5)),
         dialects: args.beta_rule.dialect_settings(),
         resolver: palisade_resolver::Settings { node: args.node.clone(), ..Default::default() },
     };

@@ -28,7 +28,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("serving /readyz and /metrics on {}", args.health_addr))?;
     let config = KubeConfig {
         source: SourceConfig {
-            settle: Duration::from_millis(args.settle_ms.max(1)),
+            settle: args
+                .settle_ms
+                .map_or(SourceConfig::default().settle, |ms| Duration::from_millis(ms.max(1))),
             ..SourceConfig::default()
         },
         dialects: args.beta_rule.dialect_settings(),
