@@ -45,8 +45,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         node.as_deref().unwrap_or("(all)")
     );
     let mut announced = false;
+    let mut waiting_logged = std::time::Instant::now();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         daemon.round(Duration::from_millis(200)).map_err(|e| anyhow!(e))?;
+        if !announced && waiting_logged.elapsed() > Duration::from_secs(10) {
+            tracing::info!(waiting_for = ?daemon.unsynced(), "first sync not programmed yet");
+            waiting_logged = std::time::Instant::now();
+        }
         if !announced && health_state.is_ready() {
             let rules = daemon.pipeline().rule_set();
             eprintln!(

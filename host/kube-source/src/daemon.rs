@@ -2,7 +2,6 @@
 //! the backend plugin, failing static.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,6 +111,11 @@ impl<P: Programmer> KubeDaemon<P> {
         &self.health
     }
 
+    /// The kinds not completely listed yet (for logs while not ready).
+    pub fn unsynced(&self) -> Vec<String> {
+        self.source.reflection().unsynced()
+    }
+
     /// Waits up to `timeout` for a debounced batch, applies it and programs
     /// the change. `None` if nothing changed.
     pub fn round(&mut self, timeout: Duration) -> Result<Option<KubeRound>, SourceClosed> {
@@ -201,22 +205,6 @@ impl<P: Programmer> KubeDaemon<P> {
             field: r.field.clone(),
             message: r.message.clone(),
         });
-    }
-
-    /// Runs rounds until `stop` is set.
-    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), SourceClosed> {
-        let mut waiting_logged = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            self.round(Duration::from_millis(200))?;
-            if !self.health.is_ready() && waiting_logged.elapsed() > Duration::from_secs(10) {
-                tracing::info!(
-                    waiting_for = ?self.source.reflection().unsynced(),
-                    "first sync not complete yet"
-                );
-                waiting_logged = Instant::now();
-            }
-        }
-        Ok(())
     }
 }
 
