@@ -34,10 +34,6 @@ pub fn event_for(r: &Rejection, node: Option<&str>) -> Event {
     let namespace = r.key.namespace.clone().unwrap_or_else(|| "default".into());
     let now = Time(Utc::now());
     let unique = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let message = match &r.field {
-        Some(field) => format!("field {field}: {}", r.message),
-        None => r.message.clone(),
-    };
     Event {
         metadata: ObjectMeta {
             name: Some(format!("{}.{unique:x}", r.key.name)),
@@ -54,7 +50,9 @@ pub fn event_for(r: &Rejection, node: Option<&str>) -> Event {
             ..ObjectReference::default()
         },
         reason: Some(REASON.into()),
-        message: Some(message),
+        // The pipeline's message names the object and the field; the field
+        // is also the reference's fieldPath.
+        message: Some(r.message.clone()),
         type_: Some("Warning".into()),
         count: Some(1),
         first_timestamp: Some(now.clone()),

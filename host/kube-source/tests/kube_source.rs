@@ -416,6 +416,9 @@ fn an_invalid_policy_gets_an_event_and_readiness_waits_for_the_first_sync() {
     let message = e["message"].as_str().unwrap();
     assert!(message.contains("spec.ingress[0].ports[0].port"), "{message}");
     assert!(message.contains("bad-port"), "{message}");
+    assert!(message.contains("outside 1-65535"), "{message}");
+    assert_eq!(e["involvedObject"]["fieldPath"], "spec.ingress[0].ports[0].port");
+    assert_eq!(e["reason"], "PolicyInvalid");
 
     // The same problem again (a relist) posts nothing new; fixing it lifts it.
     api.drop_watches();
