@@ -463,3 +463,22 @@ fn a_failed_first_programming_is_retried_without_a_change_and_only_then_ready() 
     assert_eq!(relists, 0, "the retries came without a new list");
     drop(h.runtime);
 }
+
+#[test]
+fn an_unreadable_optional_kind_does_not_hold_up_the_first_sync() {
+    let api = FakeApi::start();
+    api.forbid("experimental.kubernetes.io/v1", "NetworkPolicy", true);
+    let mut objects = cluster();
+    load(&api, &objects);
+    let experimental =
+        objects.iter().position(|o| o["apiVersion"] == "experimental.kubernetes.io/v1").unwrap();
+    let unreadable = objects.remove(experimental);
+    let mut h = start(&api);
+    h.until_rule_set(&through_manifests(&objects), "synced without the forbidden kind");
+
+    // Readable again (RBAC fixed): its objects arrive.
+    api.forbid("experimental.kubernetes.io/v1", "NetworkPolicy", false);
+    objects.push(unreadable);
+    h.until_rule_set(&through_manifests(&objects), "after the kind became readable");
+    drop(h.runtime);
+}

@@ -55,6 +55,8 @@ struct State {
     compacted_below: u64,
     events: Vec<Value>,
     requests: Vec<String>,
+    /// Resource paths answered with 403 Forbidden.
+    forbidden: Vec<String>,
 }
 
 pub struct FakeApi {
@@ -240,6 +242,17 @@ impl FakeApi {
         self.listen();
     }
 
+    /// Answers 403 Forbidden (as without RBAC) for the resources of
+    /// `api_version`/`kind`, or serves them again.
+    pub fn forbid(&self, api_version: &str, kind: &str, forbidden: bool) {
+        let path = base_path(api_version, &plural(kind));
+        let mut s = self.state.lock().unwrap();
+        s.forbidden.retain(|p| *p != path);
+        if forbidden {
+            s.forbidden.push(path);
+        }
+    }
+
     /// Events POSTed so far.
     pub fn events(&self) -> Vec<Value> {
         self.state.lock().unwrap().events.clone()
@@ -369,6 +382,10 @@ impl Server {
             let body = status(404, "NotFound", "the server could not find the requested resource");
             return respond(&mut stream, 404, "Not Found", &body).await;
         };
+        if self.state.lock().unwrap().forbidden.contains(&resource.path) {
+            let body = status(403, "Forbidden", "forbidden: no RBAC rule allows this");
+            return respond(&mut stream, 403, "Forbidden", &body).await;
+        }
         if request.method != "GET" {
             return respond(&mut stream, 405, "Method Not Allowed", &json!({})).await;
         }
