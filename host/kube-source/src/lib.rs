@@ -40,3 +40,18 @@ pub struct ConnectError(#[from] kube::Error);
 pub fn connect(runtime: &tokio::runtime::Handle) -> Result<kube::Client, ConnectError> {
     Ok(runtime.block_on(kube::Client::try_default())?)
 }
+
+#[cfg(test)]
+mod tests {
+    /// A real cluster is reached over https: the client's TLS stack (rustls
+    /// with ring) must build. No connection is made.
+    #[test]
+    fn an_https_client_builds_its_tls_stack() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = runtime.enter();
+        let mut config = kube::Config::new("https://10.96.0.1:443".parse().unwrap());
+        config.accept_invalid_certs = false;
+        let client = kube::Client::try_from(config);
+        assert!(client.is_ok(), "{:?}", client.err());
+    }
+}
