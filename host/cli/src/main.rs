@@ -11,6 +11,7 @@ mod matrix_cmd;
 mod plugin_cmd;
 mod resolve_cmd;
 mod run_cmd;
+mod run_kube;
 
 use clap::{Parser, Subcommand};
 
@@ -71,9 +72,16 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(filter: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("warn"));
+    // kube-client logs every failed request at ERROR; `run --source kube`
+    // reports the API server's reachability itself, once per change.
+    if !filter.to_string().contains("kube_client") {
+        if let Ok(quiet) = "kube_client::client::builder=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -11,7 +11,7 @@ use palisade_plugin_host::{EngineOptions, Limits, PluginEngine};
 
 use crate::manifests::BetaRuleArg;
 
-/// Enforce the policy of a manifest directory on this machine.
+/// Enforce the policy of a manifest directory, or of the cluster, on this machine.
 ///
 /// Reads every manifest under the directory (YAML or JSON; Namespaces, Pods,
 /// Nodes and policy objects of every dialect), programs the rule set through
@@ -20,13 +20,21 @@ use crate::manifests::BetaRuleArg;
 /// in force and the error is logged (fail static). Stop with Ctrl-C or
 /// SIGTERM; the programmed rules stay (use --reset-on-exit to remove them).
 ///
+/// With `--source kube` the objects come from the Kubernetes API server
+/// (in-cluster service account, or KUBECONFIG): Namespaces, Pods, Nodes,
+/// NetworkPolicies and the 2016 CRD are watched; the pods of --node (or
+/// $NODE_NAME) are the endpoints. /healthz, /readyz and /metrics are served
+/// on --health-addr; invalid policies get a Kubernetes Event.
+///
 /// Examples:
 ///   palisade run --source dir:/etc/palisade/manifests --plugin nftables
+///   palisade run --source kube --plugin nftables --node "$NODE_NAME" --log-json
 ///   palisade run --source dir:manifests --plugin nftables --netns /run/netns/node1 --log info
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
-    /// Where the objects come from: `dir:PATH` (a watched manifest directory).
+    /// Where the objects come from: `dir:PATH` (a watched manifest
+    /// directory) or `kube` (the Kubernetes API server).
     #[arg(long)]
     pub source: String,
     /// Backend plugin: nftables, ebpf, calico-compat, or a path to a .wasm.
@@ -35,7 +43,8 @@ pub struct RunArgs {
     /// Network namespace to program (default: this process's own).
     #[arg(long)]
     pub netns: Option<PathBuf>,
-    /// Only pods on this node are endpoints (default: every pod).
+    /// Only pods on this node are endpoints (default: every pod; with
+    /// `--source kube`, $NODE_NAME when set).
     #[arg(long)]
     pub node: Option<String>,
     /// nftables table (family inet) of the nftables backend.
@@ -44,18 +53,25 @@ pub struct RunArgs {
     /// Extra folders to search for plugins by name.
     #[arg(long = "plugin-dir")]
     pub plugin_dirs: Vec<PathBuf>,
-    /// Quiet time after a change before it is read, in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    pub settle_ms: u64,
+    /// Quiet time after a change before it is read, in milliseconds
+    /// (default 5 for `dir:`, 100 for `kube`).
+    #[arg(long)]
+    pub settle_ms: Option<u64>,
     /// When extensions/v1beta1 policies are in force.
     #[arg(long = "v1beta1-rule", value_enum, default_value_t = BetaRuleArg::Beta)]
     pub beta_rule: BetaRuleArg,
     /// Remove what the plugin programmed when stopping.
     #[arg(long)]
     pub reset_on_exit: bool,
+    /// `--source kube`: where /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    pub health_addr: std::net::SocketAddr,
+    /// `--source kube`: do not post Kubernetes Events about invalid objects.
+    #[arg(long)]
+    pub no_events: bool,
 }
 
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -80,24 +96,32 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
-    let Some(dir) = args.source.strip_prefix("dir:") else {
-        bail!("--source `{}`: only `dir:PATH` is supported on this build", args.source);
-    };
-    let source_dir = PathBuf::from(dir);
-    if !source_dir.is_dir() {
-        bail!("--source {}: not a directory", source_dir.display());
-    }
+/// Loads the plugin of `args` and starts it under its supervisor.
+pub(crate) fn start_enforcer(args: &RunArgs) -> anyhow::Result<Enforcer> {
     let engine =
         PluginEngine::new(EngineOptions::default()).context("starting the plugin engine")?;
     let target = Target { netns: args.netns.clone(), nft_table: Some(args.table.clone()) };
     let profile = profile(&args.plugin, &args.plugin_dirs, &target)?;
     let plugin = profile.load(&engine, Limits::default())?;
     tracing::info!(plugin = plugin.name(), file = %profile.path.display(), "plugin loaded");
-    let enforcer = Enforcer::start(plugin, profile.settings.clone())?;
+    Ok(Enforcer::start(plugin, profile.settings.clone())?)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    if args.source == "kube" {
+        return crate::run_kube::run(args);
+    }
+    let Some(dir) = args.source.strip_prefix("dir:") else {
+        bail!("--source `{}`: expected `dir:PATH` or `kube`", args.source);
+    };
+    let source_dir = PathBuf::from(dir);
+    if !source_dir.is_dir() {
+        bail!("--source {}: not a directory", source_dir.display());
+    }
+    let enforcer = start_enforcer(&args)?;
     let config = DaemonConfig {
         source_dir,
-        settle: Duration::from_millis(args.settle_ms),
+        settle: Duration::from_millis(args.settle_ms.unwrap_or(5)),
         dialects: args.beta_rule.dialect_settings(),
         resolver: palisade_resolver::Settings { node: args.node.clone(), ..Default::default() },
     };

@@ -1,0 +1,144 @@
+//! End to end, as root: `palisade run --source kube` with the nftables
+//! plugin, against the fake API server (the real list/watch wire format),
+//! enforcing on the wire of a namespace lab: a NetworkPolicy created
+//! through the API isolates its pod; while the API server is away the
+//! isolation stays (logged once); deleting the policy lifts it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../kube-source/tests/support/fake_api.rs"]
+mod fake_api;
+
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fake_api::FakeApi;
+use palisade_lab::{Lab, LabPod, LabSpec, ProbeRequest};
+use palisade_model::Protocol;
+use serde_json::json;
+
+/// Stops the daemon on every exit path.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn allowed(lab: &Lab) -> bool {
+    let r = ProbeRequest::new("shop/client", "shop/web", Protocol::Tcp, 80);
+    lab.probe(&r, Duration::from_millis(300)).allowed
+}
+
+fn eventually(lab: &Lab, want: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if allowed(lab) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn pod(name: &str, ip: &str, ports: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}},
+           "spec": {"nodeName": "lab-node", "containers": [{"name": name, "ports": ports}]},
+           "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})
+}
+
+#[test]
+fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on_delete() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let lab = Lab::up(&LabSpec {
+        pods: vec![
+            LabPod {
+                key: "shop/web".into(),
+                ip: ip("10.78.0.1"),
+                ports: vec![(Protocol::Tcp, 80)],
+            },
+            LabPod { key: "shop/client".into(), ip: ip("10.78.0.2"), ports: vec![] },
+        ],
+        externals: vec![],
+        notes: vec![],
+    })
+    .unwrap();
+    let mut api = FakeApi::start();
+    api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    api.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lab-node"}}));
+    api.apply(pod("web", "10.78.0.1", json!([{"containerPort": 80}])));
+    api.apply(pod("client", "10.78.0.2", json!([])));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: fake, user: {{}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\ncurrent-context: fake\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    assert!(allowed(&lab), "no policy: open");
+
+    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["run", "--source", "kube", "--plugin", "nftables", "--node", "lab-node"])
+        .args(["--health-addr", "127.0.0.1:0", "--reset-on-exit", "--log", "info", "--netns"])
+        .arg(lab.node_netns())
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+
+    api.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "deny-web", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}}}));
+    assert!(eventually(&lab, false), "the policy created through the API isolates web");
+
+    // The API server goes away for a while: the last state stays in force.
+    api.stop();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        assert!(!allowed(&lab), "still isolated while the API server is away");
+    }
+    api.start_again();
+
+    api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("shop"), "deny-web");
+    assert!(eventually(&lab, true), "deleting it lifts the isolation");
+
+    let _ = Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status();
+    let status = daemon.0.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("ready"), "{stderr}");
+    // One log line per change of state of the API server's reachability.
+    assert_eq!(stderr.matches("API server unreachable").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("API server reachable again").count(), 1, "{stderr}");
+    assert!(api.requests().iter().any(|r| r.contains("watch=true")), "it watched");
+    let tables = Command::new("ip")
+        .args(["netns", "exec", lab.node_netns_name(), "nft", "list", "tables"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&tables.stdout).trim().is_empty());
+}
