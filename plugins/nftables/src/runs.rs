@@ -219,9 +219,9 @@ fn port_elems<'s>(
             Peer::Any => None,
             Peer::Set(id) => Some(id),
         };
-        if !addrs.contains_key(&key) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = addrs.entry(key) {
             match peer_prefixes(r.peer, fam, sets) {
-                Some(v) => addrs.insert(key, v),
+                Some(v) => slot.insert(v),
                 None => continue,
             };
         }
