@@ -26,8 +26,10 @@
 //! size, default 100), `PALISADE_BENCH_CONNECTIONS` (default 20,000),
 //! `PALISADE_BENCH_ROUND_TRIPS` (default 20,000), `PALISADE_BENCH_ROUNDS`
 //! (alternations, default 3), `PALISADE_BENCH_CLIENTS` (client threads,
-//! default 2), `PALISADE_BENCH_CLUSTER_POLICIES` (policies of the
-//! per-connection `cluster` rule set, default 1,000),
+//! default 2), `PALISADE_BENCH_CLUSTER_RULES` (rules in force in the
+//! per-connection `cluster` rule set, default 10,000: the fewest policies
+//! that reach it), `PALISADE_BENCH_CLUSTER_POLICIES` (or a fixed number of
+//! its policies),
 //! `PALISADE_BENCH_PLUGIN_MEMORY_MB` (the plugin's memory limit; default:
 //! the host's default limits).
 
@@ -836,16 +838,34 @@ fn per_connection() -> Result<(), Error> {
     let trips = env_usize("PALISADE_BENCH_ROUND_TRIPS", 20_000);
     let rounds = env_usize("PALISADE_BENCH_ROUNDS", 3);
     let clients = env_usize("PALISADE_BENCH_CLIENTS", 2);
-    let cluster_policies = env_usize("PALISADE_BENCH_CLUSTER_POLICIES", 1_000);
+    let cluster_rules = env_usize("PALISADE_BENCH_CLUSTER_RULES", 10_000);
     println!(
         "\n== per-connection: {count} connections from {clients} client threads, {trips} round trips, {rounds} rounds =="
     );
 
-    // The rule sets.
-    let mut cluster_objects = cluster(cluster_policies);
-    cluster_objects.extend(bench_pods());
-    cluster_objects.extend(server_policies(100));
-    let (short, short_at, short_len) = rule_set_of(cluster_objects)?;
+    // The rule sets. The cluster: PALISADE_BENCH_CLUSTER_POLICIES policies,
+    // or else the fewest (in steps of 5%, from 1,000) that put at least
+    // PALISADE_BENCH_CLUSTER_RULES rules (default 10,000) in force.
+    let cluster_of = |policies: usize| {
+        let mut objects = cluster(policies);
+        objects.extend(bench_pods());
+        objects.extend(server_policies(100));
+        rule_set_of(objects)
+    };
+    let (short, short_at, short_len) = match std::env::var("PALISADE_BENCH_CLUSTER_POLICIES") {
+        Ok(v) => cluster_of(v.parse()?)?,
+        Err(_) => {
+            let mut policies = 1_000;
+            loop {
+                let r = cluster_of(policies)?;
+                if r.0.rule_count() >= cluster_rules || policies > 1_000_000 {
+                    println!("cluster: {policies} policies");
+                    break r;
+                }
+                policies += policies / 20;
+            }
+        }
+    };
     let mut long_objects = bench_pods();
     long_objects.extend(server_policies(9_999));
     let (long, long_at, long_len) = rule_set_of(long_objects)?;
