@@ -770,6 +770,16 @@ fn one_connection(addr: &SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the node namespace holds during one per-connection configuration.
+enum Config<'a> {
+    /// No table.
+    None,
+    /// A table written directly (libnftables JSON).
+    Raw(&'a str),
+    /// The plugin's table for a rule set.
+    Rules(&'a palisade_model::RuleSet),
+}
+
 /// One configuration's run: connections, and the round trips' (p50, p99).
 type Measured = (ConnResult, (f64, f64));
 
@@ -872,11 +882,33 @@ fn per_connection() -> Result<(), Error> {
     // The table with no policy at all: its base chains and the conntrack
     // rule, i.e. what every packet pays before any policy rule.
     let empty = palisade_model::RuleSet::default();
-    let configs: Vec<(&str, Option<&palisade_model::RuleSet>)> = vec![
-        ("no policy", None),
-        ("empty table", Some(&empty)),
-        ("cluster", Some(&short)),
-        ("server-10k", Some(&long)),
+    // Two tables written directly (not by the plugin) to split the empty
+    // table's cost: a forward base chain with no rule (the hook alone: no
+    // conntrack in the namespace), and the same chain with only `ct state
+    // established,related accept` (which turns conntrack on).
+    let raw = |ct: bool| {
+        let mut cmds = vec![
+            json!({"add": {"table": {"family": "inet", "name": TABLE}}}),
+            json!({"add": {"chain": {"family": "inet", "table": TABLE, "name": "forward",
+                "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}),
+        ];
+        if ct {
+            cmds.push(
+                json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": "forward",
+                "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}},
+                    "right": ["established", "related"]}}, {"accept": null}]}}}),
+            );
+        }
+        json!({ "nftables": cmds }).to_string()
+    };
+    let (hook_only, ct_only) = (raw(false), raw(true));
+    let configs: Vec<(&str, Config)> = vec![
+        ("no policy", Config::None),
+        ("hook only", Config::Raw(&hook_only)),
+        ("ct only", Config::Raw(&ct_only)),
+        ("empty table", Config::Rules(&empty)),
+        ("cluster", Config::Rules(&short)),
+        ("server-10k", Config::Rules(&long)),
     ];
     println!(
         "cluster: {} endpoints, {} rules in force; the server's ingress chain has {short_len} rules, the client's allow at index {short_at}",
@@ -905,7 +937,7 @@ fn per_connection() -> Result<(), Error> {
     let server = start_server(&server_ns, &client_ns, 4)?;
     let addr = server.addr;
     let engine = PluginEngine::new(Default::default())?;
-    let (mut enforcer, recorder, _) = enforcer(&engine, lab.node_netns())?;
+    let (mut enforcer, recorder, plugin) = enforcer(&engine, lab.node_netns())?;
 
     // Warm up (ARP, caches) with no table.
     connections(&client_ns, addr, 1_000, clients)?;
@@ -914,7 +946,10 @@ fn per_connection() -> Result<(), Error> {
     for round in 0..rounds {
         for (c, (name, rules)) in configs.iter().enumerate() {
             enforcer.reset()?;
-            if let Some(rules) = rules {
+            if let Config::Raw(batch) = rules {
+                recorder.inner.apply(&plugin, batch)?;
+            }
+            if let Config::Rules(rules) = rules {
                 let t0 = Instant::now();
                 enforcer.program(rules, &Delta::default())?;
                 let nft = recorder.take();
