@@ -27,8 +27,10 @@
 //! size, default 100), `PALISADE_BENCH_CONNECTIONS` (default 20,000),
 //! `PALISADE_BENCH_ROUND_TRIPS` (default 20,000), `PALISADE_BENCH_ROUNDS`
 //! (alternations, default 3), `PALISADE_BENCH_CLIENTS` (client threads,
-//! default 2), `PALISADE_BENCH_CLUSTER_POLICIES` (policies of the
-//! per-connection `cluster` rule set, default 1,000),
+//! default 2), `PALISADE_BENCH_CLUSTER_RULES` (rules in force in the
+//! per-connection `cluster` rule set, default 10,000: the fewest policies
+//! that reach it), `PALISADE_BENCH_CLUSTER_POLICIES` (or a fixed number of
+//! its policies),
 //! `PALISADE_BENCH_PLUGIN_MEMORY_MB` (the plugin's memory limit; default:
 //! the host's default limits).
 
@@ -793,6 +795,16 @@ fn one_connection(addr: &SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the node namespace holds during one per-connection configuration.
+enum Config<'a> {
+    /// No table.
+    None,
+    /// A table written directly (libnftables JSON).
+    Raw(&'a str),
+    /// The plugin's table for a rule set.
+    Rules(&'a palisade_model::RuleSet),
+}
+
 /// One configuration's run: connections, and the round trips' (p50, p99).
 type Measured = (ConnResult, (f64, f64));
 
@@ -861,32 +873,71 @@ fn per_connection() -> Result<(), Error> {
     let trips = env_usize("PALISADE_BENCH_ROUND_TRIPS", 20_000);
     let rounds = env_usize("PALISADE_BENCH_ROUNDS", 3);
     let clients = env_usize("PALISADE_BENCH_CLIENTS", 2);
-    let cluster_policies = env_usize("PALISADE_BENCH_CLUSTER_POLICIES", 1_000);
+    let cluster_rules = env_usize("PALISADE_BENCH_CLUSTER_RULES", 10_000);
     println!(
         "\n== per-connection: {count} connections from {clients} client threads, {trips} round trips, {rounds} rounds =="
     );
 
-    // The rule sets.
-    let mut cluster_objects = cluster(cluster_policies);
-    cluster_objects.extend(bench_pods());
-    cluster_objects.extend(server_policies(100));
-    let (short, short_at, short_len) = rule_set_of(cluster_objects)?;
+    // The rule sets. The cluster: PALISADE_BENCH_CLUSTER_POLICIES policies,
+    // or else the fewest (in steps of 5%, from 1,000) that put at least
+    // PALISADE_BENCH_CLUSTER_RULES rules (default 10,000) in force.
+    let cluster_of = |policies: usize| {
+        let mut objects = cluster(policies);
+        objects.extend(bench_pods());
+        objects.extend(server_policies(100));
+        rule_set_of(objects)
+    };
+    let (short, short_at, short_len) = match std::env::var("PALISADE_BENCH_CLUSTER_POLICIES") {
+        Ok(v) => cluster_of(v.parse()?)?,
+        Err(_) => {
+            let mut policies = 1_000;
+            loop {
+                let r = cluster_of(policies)?;
+                if r.0.rule_count() >= cluster_rules || policies > 1_000_000 {
+                    println!("cluster: {policies} policies");
+                    break r;
+                }
+                policies += policies / 20;
+            }
+        }
+    };
     let mut long_objects = bench_pods();
     long_objects.extend(server_policies(9_999));
     let (long, long_at, long_len) = rule_set_of(long_objects)?;
     // The table with no policy at all: its base chains and the conntrack
     // rule, i.e. what every packet pays before any policy rule.
     let empty = palisade_model::RuleSet::default();
-    // (backend, configuration, rule set): the baseline once, then each
-    // backend's configurations, alternated in every round.
-    let mut configs: Vec<(String, &str, Option<&palisade_model::RuleSet>)> =
-        vec![(String::new(), "no policy", None)];
+    // Two tables written directly (not by the plugin) to split the empty
+    // table's cost: a forward base chain with no rule (the hook alone: no
+    // conntrack in the namespace), and the same chain with only `ct state
+    // established,related accept` (which turns conntrack on).
+    let raw = |ct: bool| {
+        let mut cmds = vec![
+            json!({"add": {"table": {"family": "inet", "name": TABLE}}}),
+            json!({"add": {"chain": {"family": "inet", "table": TABLE, "name": "forward",
+                "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}),
+        ];
+        if ct {
+            cmds.push(
+                json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": "forward",
+                "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}},
+                    "right": ["established", "related"]}}, {"accept": null}]}}}),
+            );
+        }
+        json!({ "nftables": cmds }).to_string()
+    };
+    let (hook_only, ct_only) = (raw(false), raw(true));
+    // (backend, configuration): the baseline once, then each backend's
+    // configurations, alternated in every round.
+    let mut configs: Vec<(String, &str, Config)> = vec![(String::new(), "no policy", Config::None)];
     for b in backends() {
         if b == "nftables" {
-            configs.push((b.clone(), "empty table", Some(&empty)));
+            configs.push((b.clone(), "hook only", Config::Raw(&hook_only)));
+            configs.push((b.clone(), "ct only", Config::Raw(&ct_only)));
+            configs.push((b.clone(), "empty table", Config::Rules(&empty)));
         }
-        configs.push((b.clone(), "cluster", Some(&short)));
-        configs.push((b.clone(), "server-10k", Some(&long)));
+        configs.push((b.clone(), "cluster", Config::Rules(&short)));
+        configs.push((b.clone(), "server-10k", Config::Rules(&long)));
     }
     println!(
         "cluster: {} endpoints, {} rules in force; the server's ingress chain has {short_len} rules, the client's allow at index {short_at}",
@@ -917,8 +968,8 @@ fn per_connection() -> Result<(), Error> {
     let engine = PluginEngine::new(Default::default())?;
     let mut enforcers = BTreeMap::new();
     for b in backends() {
-        let (e, recorder, _) = enforcer(&engine, lab.node_netns(), &b)?;
-        enforcers.insert(b, (e, recorder));
+        let (e, recorder, plugin) = enforcer(&engine, lab.node_netns(), &b)?;
+        enforcers.insert(b, (e, recorder, plugin));
     }
 
     // Warm up (ARP, caches) with no table.
@@ -927,11 +978,18 @@ fn per_connection() -> Result<(), Error> {
     let mut results: BTreeMap<usize, Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
         for (c, (backend, config, rules)) in configs.iter().enumerate() {
-            for (e, _) in enforcers.values_mut() {
+            for (e, _, _) in enforcers.values_mut() {
                 e.reset()?;
             }
             let name = format!("{backend} {config}");
-            if let (Some(rules), Some((enforcer, recorder))) = (rules, enforcers.get_mut(backend)) {
+            if let (Config::Raw(batch), Some((_, Some(recorder), plugin))) =
+                (rules, enforcers.get(backend))
+            {
+                recorder.inner.apply(plugin, batch)?;
+            }
+            if let (Config::Rules(rules), Some((enforcer, recorder, _))) =
+                (rules, enforcers.get_mut(backend))
+            {
                 let t0 = Instant::now();
                 enforcer.program(rules, &Delta::default())?;
                 if round == 0 {
@@ -955,7 +1013,7 @@ fn per_connection() -> Result<(), Error> {
             results.entry(c).or_default().push((conn, rt));
         }
     }
-    for (e, _) in enforcers.values_mut() {
+    for (e, _, _) in enforcers.values_mut() {
         e.reset()?;
     }
     drop(enforcers);

@@ -17,13 +17,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_plugin_sdk::types::{AddressSet, Delta, Endpoint, EndpointPolicy, Error, Peer};
+use palisade_plugin_sdk::types::{
+    Action, AddressSet, Delta, Endpoint, EndpointPolicy, Error, Peer,
+};
 use palisade_plugin_sdk::{AppliedState, Undo};
 use serde_json::Value;
 
 use crate::names::{self, Fam};
 use crate::nft::{self, Table};
 use crate::render;
+use crate::runs;
 
 /// What a delta touches, taken before the delta is consumed.
 #[derive(Clone, Debug, Default)]
@@ -175,6 +178,42 @@ fn dispatch_change(new: &AppliedState, undo: &Undo) -> DispatchChange {
     out
 }
 
+/// The commands taking run sets from one content to another: new sets,
+/// element deletes and adds of the sets kept, deleted sets.
+#[derive(Default)]
+struct RunSetDiff {
+    added: Vec<Value>,
+    elem_del: Vec<Value>,
+    elem_add: Vec<Value>,
+    removed: Vec<Value>,
+}
+
+impl RunSetDiff {
+    fn add(
+        &mut self,
+        t: &Table,
+        old: BTreeMap<String, runs::RunSet>,
+        new: BTreeMap<String, runs::RunSet>,
+    ) {
+        for (name, s) in &new {
+            let Some(o) = old.get(name) else {
+                self.added.push(runs::add_set(t, name, s));
+                continue;
+            };
+            let (del, add) = diff(&o.elems, &s.elems);
+            if !del.is_empty() {
+                self.elem_del.push(t.delete_elements(name, runs::elems_json(s.fam, s.kind, &del)));
+            }
+            if !add.is_empty() {
+                self.elem_add.push(t.add_elements(name, runs::elems_json(s.fam, s.kind, &add)));
+            }
+        }
+        for name in old.keys().filter(|n| !new.contains_key(*n)) {
+            self.removed.push(t.delete_set(name));
+        }
+    }
+}
+
 /// Plans the batch taking the table to `new` from the state before the
 /// delta (`new` with `undo` rolled back), given what the delta touched.
 /// Falls back to a full replace when the delta has more than `threshold`
@@ -239,17 +278,30 @@ pub fn plan(
         }
     }
 
-    // Policies to rewrite: the ones the delta names, and those whose rules
-    // reference a set that appeared or disappeared.
+    // Policies to rewrite: the ones the delta names, and those whose `log`
+    // rules reference a set that appeared or disappeared (they name the
+    // address set itself; runs only hold its elements).
     let mut policies = touched.policies.clone();
     if !existence_changed.is_empty() {
         for (k, p) in &new.policies {
             let refs = p.tiers.iter().flat_map(|t| &t.rules).any(|r| match r.peer {
-                Peer::Set(id) => existence_changed.contains(&id),
+                Peer::Set(id) => r.action == Action::Log && existence_changed.contains(&id),
                 Peer::Any => false,
             });
             if refs {
                 policies.insert(*k);
+            }
+        }
+    }
+    let old_sets = |id: u32| set_before(new, undo, id);
+    let new_sets = |id: u32| new.sets.get(&id);
+    let mut runs_diff = RunSetDiff::default();
+    // Run sets of the other policies whose runs use a touched set: the
+    // difference of their elements (their rules stay).
+    if !touched.sets.is_empty() {
+        for (k, p) in &new.policies {
+            if !policies.contains(k) && runs::references(p, &touched.sets) {
+                runs_diff.add(t, runs::policy_sets(p, &old_sets), runs::policy_sets(p, &new_sets));
             }
         }
     }
@@ -258,7 +310,8 @@ pub fn plan(
     let mut rules = Vec::new();
     let mut chains_del = Vec::new();
     for key @ &(ep, dk) in &policies {
-        let n_old = policy_before(new, undo, key).map(render::chain_count).unwrap_or(0);
+        let op = policy_before(new, undo, key);
+        let n_old = op.map(render::chain_count).unwrap_or(0);
         let np = new.policies.get(key);
         let n_new = np.map(render::chain_count).unwrap_or(0);
         let dir = names::key_dir(dk);
@@ -271,10 +324,21 @@ pub fn plan(
         for i in n_new..n_old {
             chains_del.push(t.delete_chain(&names::tier_chain(ep, dir, i)));
         }
+        runs_diff.add(
+            t,
+            op.map(|p| runs::policy_sets(p, &old_sets)).unwrap_or_default(),
+            np.map(|p| runs::policy_sets(p, &new_sets)).unwrap_or_default(),
+        );
         if let Some(p) = np {
             rules.extend(render::policy_rules(t, new, p));
         }
     }
+    let RunSetDiff {
+        added: run_sets_new,
+        elem_del: run_elem_del,
+        elem_add: run_elem_add,
+        removed: run_sets_del,
+    } = runs_diff;
 
     // Verdict maps: the entries that changed.
     let mut vmap_del = Vec::new();
@@ -299,7 +363,19 @@ pub fn plan(
     }
 
     let cmds: Vec<Value> = [
-        sets_new, elem_del, elem_add, chains_new, flushes, rules, vmap_del, vmap_add, chains_del,
+        sets_new,
+        run_sets_new,
+        elem_del,
+        run_elem_del,
+        elem_add,
+        run_elem_add,
+        chains_new,
+        flushes,
+        rules,
+        vmap_del,
+        vmap_add,
+        chains_del,
+        run_sets_del,
         sets_del,
     ]
     .into_iter()

@@ -4,6 +4,8 @@
 //! - `render`: rule set → the table's full definition (one atomic batch);
 //! - `delta`: incremental batches for `update`, with a fallback to a full
 //!   replace for large deltas;
+//! - `runs`: runs of rules with one action as lookups in named sets
+//!   (`ADDR . PROTO . PORT` concatenations, address sets);
 //! - `names`, `nft`: object names and libnftables JSON building blocks.
 //!
 //! Layout and examples: docs/nftables-backend.md.
@@ -19,6 +21,7 @@ pub mod delta;
 pub mod names;
 pub mod nft;
 pub mod render;
+pub mod runs;
 pub mod state;
 
 /// Deltas with more records than this are applied as a full replace.

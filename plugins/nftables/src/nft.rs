@@ -77,6 +77,18 @@ impl Table {
         object([("add", object([("set", s)]))])
     }
 
+    /// An interval set of type `ty` (a type name, or a list of them for a
+    /// concatenation), with its elements.
+    pub fn add_typed_set(&self, name: &str, ty: Value, elems: Vec<Value>) -> Value {
+        let mut s = self.obj(name);
+        s["type"] = ty;
+        s["flags"] = json!(["interval"]);
+        if !elems.is_empty() {
+            s["elem"] = Value::Array(elems);
+        }
+        object([("add", object([("set", s)]))])
+    }
+
     pub fn delete_set(&self, name: &str) -> Value {
         object([("delete", object([("set", self.obj(name))]))])
     }

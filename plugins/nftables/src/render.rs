@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 
 use crate::names::{self, Fam};
 use crate::nft::{self, Table};
+use crate::runs;
 
 /// Prefixes masked to their length, sorted, without duplicates or prefixes
 /// covered by another one (the set's meaning is their union, so this is
@@ -147,13 +148,13 @@ fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
+/// Merged inclusive port ranges of one protocol.
+pub type PortGroup = (Protocol, Vec<(u16, u16)>);
+
 /// The port ranges of a rule grouped by protocol, merged and sorted. `None`:
 /// every port of every protocol (no match at all). `Some(empty)`: the rule
 /// can never match (its span points outside the policy's table).
-/// Merged inclusive port ranges of one protocol (by its nft name).
-type PortGroup = (&'static str, Vec<(u16, u16)>);
-
-fn port_groups(p: &EndpointPolicy, r: &Rule) -> Option<Vec<PortGroup>> {
+pub fn port_groups(p: &EndpointPolicy, r: &Rule) -> Option<Vec<PortGroup>> {
     if r.ports.count == 0 {
         return None;
     }
@@ -176,15 +177,77 @@ fn port_groups(p: &EndpointPolicy, r: &Rule) -> Option<Vec<PortGroup>> {
                 _ => merged.push((a, b)),
             }
         }
-        out.push((proto_name(proto), merged));
+        out.push((proto, merged));
     }
     Some(out)
 }
 
+/// The field of the peer's address: the source for ingress, the
+/// destination for egress.
+pub fn peer_field(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Ingress => "saddr",
+        Direction::Egress => "daddr",
+    }
+}
+
+/// The nft rules of one `log` rule: one per peer family and protocol range
+/// (rules whose peer set does not exist or whose port span is out of range
+/// never match and are left out).
+fn log_rules(
+    t: &Table,
+    state: &AppliedState,
+    p: &EndpointPolicy,
+    chain: &str,
+    r: &Rule,
+    cmds: &mut Vec<Value>,
+) {
+    let (ep, dir) = (p.endpoint, p.direction);
+    let peers: Vec<Option<Value>> = match r.peer {
+        Peer::Any => vec![None],
+        Peer::Set(id) if state.sets.contains_key(&id) => Fam::BOTH
+            .iter()
+            .map(|&f| {
+                Some(nft::eq(
+                    nft::addr(f, peer_field(dir)),
+                    json!(format!("@{}", names::set(id, f))),
+                ))
+            })
+            .collect(),
+        Peer::Set(_) => return,
+    };
+    let ports: Vec<Vec<Value>> = match port_groups(p, r) {
+        None => vec![vec![]],
+        Some(groups) if groups.is_empty() => return,
+        Some(groups) => groups
+            .iter()
+            .flat_map(|(proto, ranges)| {
+                ranges
+                    .iter()
+                    .map(|&(a, b)| vec![nft::l4proto(proto_name(*proto)), nft::dport(a, b)])
+            })
+            .collect(),
+    };
+    let origin = state
+        .origins
+        .get(&r.origin)
+        .map(|o| format!("{}/{} {}", o.namespace, o.name, o.rule))
+        .or_else(|| Some(format!("o{}", r.origin)));
+    let verdict = nft::log(&names::log_prefix(ep, dir, origin));
+    for peer in &peers {
+        for port in &ports {
+            let mut expr: Vec<Value> = peer.iter().cloned().collect();
+            expr.extend(port.iter().cloned());
+            expr.push(verdict.clone());
+            cmds.push(t.add_rule(chain, expr));
+        }
+    }
+}
+
 /// The `add rule` commands filling every tier chain of one endpoint policy
-/// (the chains must exist). Rules whose peer set does not exist or whose port
-/// span is out of range never match in the reference evaluator and are left
-/// out.
+/// (the chains and the policy's run sets must exist). A run of rules with
+/// one action is up to four set lookups (`runs`); a `log` rule is one nft
+/// rule per peer family and port range.
 pub fn policy_rules(t: &Table, state: &AppliedState, p: &EndpointPolicy) -> Vec<Value> {
     let (ep, dir) = (p.endpoint, p.direction);
     let n = p.tiers.len();
@@ -199,57 +262,41 @@ pub fn policy_rules(t: &Table, state: &AppliedState, p: &EndpointPolicy) -> Vec<
             allow()
         }
     };
-    let peer_field = match dir {
-        Direction::Ingress => "saddr",
-        Direction::Egress => "daddr",
-    };
+    let field = peer_field(dir);
     let mut cmds = Vec::new();
     for (ti, tier) in p.tiers.iter().enumerate() {
         let chain = names::tier_chain(ep, dir, ti);
-        for r in &tier.rules {
-            let peers: Vec<Option<Value>> = match r.peer {
-                Peer::Any => vec![None],
-                Peer::Set(id) if state.sets.contains_key(&id) => Fam::BOTH
-                    .iter()
-                    .map(|&f| {
-                        Some(nft::eq(
-                            nft::addr(f, peer_field),
-                            json!(format!("@{}", names::set(id, f))),
-                        ))
-                    })
-                    .collect(),
-                Peer::Set(_) => continue,
+        for step in runs::steps(tier) {
+            let run = match step {
+                runs::Step::Log(r) => {
+                    log_rules(t, state, p, &chain, r, &mut cmds);
+                    continue;
+                }
+                runs::Step::Run(run) => run,
             };
-            let ports: Vec<Vec<Value>> = match port_groups(p, r) {
-                None => vec![vec![]],
-                Some(groups) if groups.is_empty() => continue,
-                Some(groups) => groups
-                    .iter()
-                    .flat_map(|(proto, ranges)| {
-                        ranges.iter().map(|&(a, b)| vec![nft::l4proto(proto), nft::dport(a, b)])
-                    })
-                    .collect(),
-            };
-            let verdict = match r.action {
+            let verdict = match run.action {
                 Action::Allow => allow(),
                 Action::Deny => nft::drop(),
-                Action::Pass => next(ti),
-                Action::Log => {
-                    let origin = state
-                        .origins
-                        .get(&r.origin)
-                        .map(|o| format!("{}/{} {}", o.namespace, o.name, o.rule))
-                        .or_else(|| Some(format!("o{}", r.origin)));
-                    nft::log(&names::log_prefix(ep, dir, origin))
-                }
+                Action::Pass | Action::Log => next(ti),
             };
-            for peer in &peers {
-                for port in &ports {
-                    let mut expr: Vec<Value> = peer.iter().cloned().collect();
-                    expr.extend(port.iter().cloned());
-                    expr.push(verdict.clone());
-                    cmds.push(t.add_rule(&chain, expr));
+            let mut kinds = Vec::new();
+            if run.ports {
+                kinds.push(runs::Kind::Ports);
+            }
+            if run.addrs {
+                kinds.push(runs::Kind::Addrs);
+            }
+            for kind in kinds {
+                for f in Fam::BOTH {
+                    let name = runs::set_name(p, ti, run.index, kind, f);
+                    cmds.push(t.add_rule(
+                        &chain,
+                        vec![runs::set_match(f, kind, field, &name), verdict.clone()],
+                    ));
                 }
+            }
+            if run.always {
+                cmds.push(t.add_rule(&chain, vec![verdict]));
             }
         }
         match tier.no_match {
@@ -259,6 +306,11 @@ pub fn policy_rules(t: &Table, state: &AppliedState, p: &EndpointPolicy) -> Vec<
         }
     }
     cmds
+}
+
+/// The run sets of a policy against the sets of `state`.
+pub fn policy_sets(state: &AppliedState, p: &EndpointPolicy) -> BTreeMap<String, runs::RunSet> {
+    runs::policy_sets(p, &|id| state.sets.get(&id))
 }
 
 /// The chains of one endpoint policy, in order.
@@ -294,6 +346,11 @@ pub fn full_commands(t: &Table, state: &AppliedState, emit: &mut dyn FnMut(Value
         let (v4, v6) = set_elems(s);
         emit(t.add_set(&names::set(s.id, Fam::V4), Fam::V4, v4));
         emit(t.add_set(&names::set(s.id, Fam::V6), Fam::V6, v6));
+    }
+    for p in state.policies.values() {
+        for (name, s) in policy_sets(state, p) {
+            emit(runs::add_set(t, &name, &s));
+        }
     }
     emit(t.add_chain(names::DISPATCH));
     for p in state.policies.values() {

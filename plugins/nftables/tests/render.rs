@@ -61,7 +61,28 @@ fn full_batch_is_an_atomic_replace_of_one_table() {
 fn layout_sets_maps_and_chains() {
     let b = full();
     let sets = names(&b, "add", "set");
-    assert_eq!(sets, ["s1_4", "s1_6", "s2_4", "s2_6", "s3_4", "s3_6"]);
+    // The address sets, then the run sets of each policy (both families).
+    assert_eq!(
+        sets,
+        [
+            "s1_4",
+            "s1_6",
+            "s2_4",
+            "s2_6",
+            "s3_4",
+            "s3_6",
+            "e1_in_t0_r0_p4",
+            "e1_in_t0_r0_p6",
+            "e2_eg_t0_r0_a4",
+            "e2_eg_t0_r0_a6",
+            "e2_eg_t0_r1_p4",
+            "e2_eg_t0_r1_p6",
+            "e2_eg_t1_r0_p4",
+            "e2_eg_t1_r0_p6",
+            "e3_in_t0_r0_p4",
+            "e3_in_t0_r0_p6"
+        ]
+    );
     let chains = names(&b, "add", "chain");
     for c in
         ["dispatch", "forward", "input", "output", "e1_in_t0", "e2_eg_t0", "e2_eg_t1", "e3_in_t0"]
@@ -98,27 +119,64 @@ fn layout_sets_maps_and_chains() {
     );
 }
 
+/// The elements of a set added by the batch, as JSON.
+fn set_elems(batch: &Value, name: &str) -> Value {
+    let sets = verb_objects(batch, "add", "set");
+    let s = sets.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no set {name}"));
+    s.get("elem").cloned().unwrap_or(json!([]))
+}
+
+/// `ADDR . PROTO . PORT` element.
+fn cat(addr: Value, proto: &str, port: Value) -> Value {
+    json!({"concat": [addr, proto, port]})
+}
+
+fn pfx(addr: &str, len: u8) -> Value {
+    json!({"prefix": {"addr": addr, "len": len}})
+}
+
+fn lookup(proto: &str, field: &str, set: &str) -> Value {
+    json!({"match": {"op": "==", "left": {"concat": [
+        {"payload": {"protocol": proto, "field": field}},
+        {"meta": {"key": "l4proto"}},
+        {"payload": {"protocol": "th", "field": "dport"}}]}, "right": format!("@{set}")}})
+}
+
 #[test]
-fn ingress_rules_per_family_and_protocol_with_log_and_deny() {
+fn ingress_run_is_one_lookup_per_family_then_log_and_deny() {
     let b = full();
     let r = chain_rules(&b, "e1_in_t0");
-    // allow from set 1: 2 families x 3 port ranges (one rule each, no
-    // anonymous sets); log sctp: 1; tier end: drop.
-    assert_eq!(r.len(), 8, "{r:#?}");
-    assert_eq!(r[0][0]["match"]["left"]["payload"], json!({"protocol": "ip", "field": "saddr"}));
-    assert_eq!(r[0][0]["match"]["right"], "@s1_4");
-    assert_eq!(r[0][1]["match"]["right"], "tcp");
-    assert_eq!(r[0][2]["match"]["right"], json!(80));
-    assert_eq!(r[0][3], json!({"accept": null}));
-    assert_eq!(r[1][2]["match"]["right"], json!({"range": [8000, 8010]}));
-    assert_eq!(r[2][1]["match"]["right"], "udp");
-    assert_eq!(r[2][2]["match"]["right"], json!(53));
-    assert_eq!(r[3][0]["match"]["right"], "@s1_6");
-    assert_eq!(r[6].as_array().unwrap().len(), 3);
-    assert_eq!(r[6][0]["match"]["right"], "sctp");
-    let prefix = r[6][2]["log"]["prefix"].as_str().unwrap();
+    // allow from set 1 on three port ranges: one concatenated-set lookup per
+    // family; log sctp: 1 rule; tier end: drop.
+    assert_eq!(r.len(), 4, "{r:#?}");
+    assert_eq!(r[0], json!([lookup("ip", "saddr", "e1_in_t0_r0_p4"), {"accept": null}]));
+    assert_eq!(r[1], json!([lookup("ip6", "saddr", "e1_in_t0_r0_p6"), {"accept": null}]));
+    assert_eq!(r[2].as_array().unwrap().len(), 3);
+    assert_eq!(r[2][0]["match"]["right"], "sctp");
+    let prefix = r[2][2]["log"]["prefix"].as_str().unwrap();
     assert_eq!(prefix, "palisade e1 in ns/web _x_ ingress[0]: ");
-    assert_eq!(r[7], json!([{"drop": null}]));
+    assert_eq!(r[3], json!([{"drop": null}]));
+    // Set 1 is 10.0.0.0/29, 192.168.0.0/16 and fd00::/64.
+    let ports = |a: Value| {
+        vec![
+            cat(a.clone(), "tcp", json!(80)),
+            cat(a.clone(), "tcp", json!({"range": [8000, 8010]})),
+            cat(a, "udp", json!(53)),
+        ]
+    };
+    let mut want4 = ports(pfx("10.0.0.0", 29));
+    want4.extend(ports(pfx("192.168.0.0", 16)));
+    assert_eq!(set_elems(&b, "e1_in_t0_r0_p4"), Value::Array(want4));
+    assert_eq!(set_elems(&b, "e1_in_t0_r0_p6"), Value::Array(ports(pfx("fd00::", 64))));
+    let sets = verb_objects(&b, "add", "set");
+    let p4 = sets.iter().find(|s| s["name"] == "e1_in_t0_r0_p4").unwrap();
+    assert_eq!(p4["type"], json!(["ipv4_addr", "inet_proto", "inet_service"]));
+    assert_eq!(p4["flags"], json!(["interval"]));
+    // Every set is created before the first rule.
+    let c = cmds(&b);
+    let last_set = c.iter().rposition(|x| x["add"].get("set").is_some()).unwrap();
+    let first_rule = c.iter().position(|x| x["add"].get("rule").is_some()).unwrap();
+    assert!(last_set < first_rule);
 }
 
 #[test]
@@ -142,10 +200,98 @@ fn overlapping_port_ranges_are_merged() {
         )],
     )];
     let b = render::full(&Table::new("palisade"), &state(rs));
-    let r = chain_rules(&b, "e1_in_t0");
-    assert_eq!(r.len(), 2, "{r:#?}");
-    assert_eq!(r[0][1]["match"]["right"], json!({"range": [80, 101]}));
-    assert_eq!(r[1][1]["match"]["right"], json!(5));
+    assert_eq!(chain_rules(&b, "e1_in_t0").len(), 2);
+    assert_eq!(
+        set_elems(&b, "e1_in_t0_r0_p4"),
+        json!([
+            cat(pfx("0.0.0.0", 0), "tcp", json!({"range": [80, 101]})),
+            cat(pfx("0.0.0.0", 0), "udp", json!(5))
+        ])
+    );
+}
+
+#[test]
+fn overlapping_rules_of_a_run_become_disjoint_elements() {
+    let mut rs = rule_set();
+    rs.sets.push(set(7, &[("10.0.0.5", 32), ("10.1.0.0", 16)], &[]));
+    rs.policies = vec![policy(
+        1,
+        Direction::Ingress,
+        vec![(
+            vec![
+                // set 1 holds 10.0.0.0/29 and 192.168.0.0/16.
+                R(Action::Allow, Peer::Set(1), vec![(Protocol::Tcp, 80, 90)]),
+                R(Action::Allow, Peer::Set(7), vec![(Protocol::Tcp, 85, 100)]),
+                R(Action::Allow, Peer::Set(7), vec![(Protocol::Udp, 53, 53)]),
+            ],
+            NoMatch::Deny,
+        )],
+    )];
+    let b = render::full(&Table::new("palisade"), &state(rs));
+    // tcp 80-84: set 1; 85-90: set 1 and 10.1.0.0/16 (10.0.0.5 is inside
+    // 10.0.0.0/29); 91-100: set 7; udp 53: set 7. Each prefix gets its
+    // maximal port ranges; no two elements overlap.
+    assert_eq!(
+        set_elems(&b, "e1_in_t0_r0_p4"),
+        json!([
+            cat(pfx("10.0.0.0", 29), "tcp", json!({"range": [80, 90]})),
+            cat(json!("10.0.0.5"), "tcp", json!({"range": [91, 100]})),
+            cat(json!("10.0.0.5"), "udp", json!(53)),
+            cat(pfx("10.1.0.0", 16), "tcp", json!({"range": [85, 100]})),
+            cat(pfx("10.1.0.0", 16), "udp", json!(53)),
+            cat(pfx("192.168.0.0", 16), "tcp", json!({"range": [80, 90]})),
+        ])
+    );
+}
+
+#[test]
+fn runs_end_at_another_action_and_at_log() {
+    use Action::*;
+    let mut rs = rule_set();
+    rs.policies = vec![policy(
+        1,
+        Direction::Egress,
+        vec![(
+            vec![
+                R(Allow, Peer::Set(1), vec![(Protocol::Tcp, 80, 80)]),
+                R(Allow, Peer::Set(2), vec![]),
+                R(Deny, Peer::Any, vec![(Protocol::Tcp, 22, 22)]),
+                R(Allow, Peer::Set(2), vec![(Protocol::Tcp, 22, 22)]),
+                R(Log, Peer::Any, vec![]),
+                R(Allow, Peer::Set(3), vec![(Protocol::Udp, 1, 65535)]),
+                R(Deny, Peer::Any, vec![]),
+            ],
+            NoMatch::NextTier,
+        )],
+    )];
+    let b = render::full(&Table::new("palisade"), &state(rs));
+    let r = chain_rules(&b, "e1_eg_t0");
+    let ret = json!({"return": null});
+    let drop = json!({"drop": null});
+    let addr = |proto: &str, set: &str| json!({"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "daddr"}}, "right": format!("@{set}")}});
+    let want = vec![
+        // run 0: allow with ports (set 1) and without (set 2)
+        json!([lookup("ip", "daddr", "e1_eg_t0_r0_p4"), ret]),
+        json!([lookup("ip6", "daddr", "e1_eg_t0_r0_p6"), ret]),
+        json!([addr("ip", "e1_eg_t0_r0_a4"), ret]),
+        json!([addr("ip6", "e1_eg_t0_r0_a6"), ret]),
+        // run 1: deny tcp 22 to anyone
+        json!([lookup("ip", "daddr", "e1_eg_t0_r1_p4"), drop]),
+        json!([lookup("ip6", "daddr", "e1_eg_t0_r1_p6"), drop]),
+        // run 2: allow set 2 on tcp 22 (after the deny: never merged into run 0)
+        json!([lookup("ip", "daddr", "e1_eg_t0_r2_p4"), ret]),
+        json!([lookup("ip6", "daddr", "e1_eg_t0_r2_p6"), ret]),
+        // log everything: its own rule
+        json!([{"log": {"prefix": "palisade e1 eg ns/web _x_ ingress[0]: "}}]),
+        // run 3: allow set 3 on udp, then the unconditional deny (run 4)
+        json!([lookup("ip", "daddr", "e1_eg_t0_r3_p4"), ret]),
+        json!([lookup("ip6", "daddr", "e1_eg_t0_r3_p6"), ret]),
+        json!([drop]),
+    ];
+    assert_eq!(r, want);
+    assert_eq!(set_elems(&b, "e1_eg_t0_r0_a4"), json!(["10.0.0.4"]));
+    assert_eq!(set_elems(&b, "e1_eg_t0_r1_p6"), json!([cat(pfx("::", 0), "tcp", json!(22))]));
+    assert_eq!(set_elems(&b, "e1_eg_t0_r3_p4"), json!([]));
 }
 
 #[test]
@@ -155,19 +301,27 @@ fn egress_pass_returns_on_allow_and_chains_tiers_with_goto() {
     // pass to set 2 (both families, every port): goto tier 1.
     assert_eq!(
         t0[0],
-        json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "@s2_4"}}, {"goto": {"target": "e2_eg_t1"}}])
+        json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "@e2_eg_t0_r0_a4"}}, {"goto": {"target": "e2_eg_t1"}}])
     );
-    assert_eq!(t0[2][2], json!({"drop": null}));
+    assert_eq!(set_elems(&b, "e2_eg_t0_r0_a4"), json!(["10.0.0.4"]));
+    assert_eq!(t0[2], json!([lookup("ip", "daddr", "e2_eg_t0_r1_p4"), {"drop": null}]));
     assert_eq!(t0.last().unwrap(), &json!([{"goto": {"target": "e2_eg_t1"}}]));
     let t1 = chain_rules(&b, "e2_eg_t1");
     // Egress allow is `return`: the destination's ingress still runs.
-    assert_eq!(t1[0][3], json!({"return": null}));
-    assert_eq!(t1[1][1]["match"]["right"], "sctp");
+    assert_eq!(t1[0][1], json!({"return": null}));
+    assert_eq!(t1.len(), 3);
+    assert_eq!(
+        set_elems(&b, "e2_eg_t1_r0_p6"),
+        json!([
+            cat(pfx("fd00::", 64), "tcp", json!(443)),
+            cat(pfx("fd00::", 64), "sctp", json!(5000))
+        ])
+    );
     assert_eq!(t1.last().unwrap(), &json!([{"drop": null}]));
 }
 
 #[test]
-fn pass_in_last_tier_allows_and_never_matching_rules_are_left_out() {
+fn pass_in_last_tier_allows_and_never_matching_rules_match_nothing() {
     let mut rs = rule_set();
     rs.policies = vec![policy(
         1,
@@ -189,9 +343,16 @@ fn pass_in_last_tier_allows_and_never_matching_rules_are_left_out() {
     });
     let b = render::full(&Table::new("palisade"), &state(rs));
     let r = chain_rules(&b, "e1_eg_t0");
-    assert_eq!(r.len(), 2, "{r:#?}");
-    assert_eq!(r[0][2], json!({"return": null}));
-    assert_eq!(r[1], json!([{"drop": null}]));
+    assert_eq!(r.len(), 7, "{r:#?}");
+    // The deny to a set that does not exist: empty sets.
+    assert_eq!(set_elems(&b, "e1_eg_t0_r0_a4"), json!([]));
+    assert_eq!(set_elems(&b, "e1_eg_t0_r0_a6"), json!([]));
+    // Pass in the last tier: allow (egress: return).
+    assert_eq!(r[2], json!([lookup("ip", "daddr", "e1_eg_t0_r1_p4"), {"return": null}]));
+    assert_eq!(set_elems(&b, "e1_eg_t0_r1_p4"), json!([cat(pfx("0.0.0.0", 0), "udp", json!(7))]));
+    // The span outside the table: empty sets.
+    assert_eq!(set_elems(&b, "e1_eg_t0_r2_p4"), json!([]));
+    assert_eq!(r[6], json!([{"drop": null}]));
 }
 
 #[test]
@@ -235,7 +396,7 @@ fn incremental(d: palisade_plugin_sdk::types::Delta) -> Value {
 }
 
 #[test]
-fn set_change_is_element_deletes_then_adds() {
+fn set_change_is_element_deletes_then_adds_in_the_set_and_its_runs() {
     let mut d = empty_delta(1);
     d.sets_changed.push(SetChange {
         id: 1,
@@ -245,18 +406,33 @@ fn set_change_is_element_deletes_then_adds() {
         remove_v6: vec![ip6("fd00::", 64)],
     });
     let b = incremental(d);
+    let el = |verb: &str, name: &str, elem: Vec<Value>| json!({verb: {"element": {"family": "inet", "table": "palisade", "name": name, "elem": elem}}});
+    let e1 = |a: Value| {
+        vec![
+            cat(a.clone(), "tcp", json!(80)),
+            cat(a.clone(), "tcp", json!({"range": [8000, 8010]})),
+            cat(a, "udp", json!(53)),
+        ]
+    };
+    let e2 = |a: Value| vec![cat(a.clone(), "tcp", json!(443)), cat(a, "sctp", json!(5000))];
     assert_eq!(
         cmds(&b),
         &vec![
-            json!({"delete": {"element": {"family": "inet", "table": "palisade", "name": "s1_4", "elem": [{"prefix": {"addr": "192.168.0.0", "len": 16}}]}}}),
-            json!({"delete": {"element": {"family": "inet", "table": "palisade", "name": "s1_6", "elem": [{"prefix": {"addr": "fd00::", "len": 64}}]}}}),
-            json!({"add": {"element": {"family": "inet", "table": "palisade", "name": "s1_4", "elem": [{"prefix": {"addr": "172.16.0.0", "len": 12}}]}}}),
+            el("delete", "s1_4", vec![pfx("192.168.0.0", 16)]),
+            el("delete", "s1_6", vec![pfx("fd00::", 64)]),
+            el("delete", "e1_in_t0_r0_p4", e1(pfx("192.168.0.0", 16))),
+            el("delete", "e1_in_t0_r0_p6", e1(pfx("fd00::", 64))),
+            el("delete", "e2_eg_t1_r0_p4", e2(pfx("192.168.0.0", 16))),
+            el("delete", "e2_eg_t1_r0_p6", e2(pfx("fd00::", 64))),
+            el("add", "s1_4", vec![pfx("172.16.0.0", 12)]),
+            el("add", "e1_in_t0_r0_p4", e1(pfx("172.16.0.0", 12))),
+            el("add", "e2_eg_t1_r0_p4", e2(pfx("172.16.0.0", 12))),
         ]
     );
 }
 
 #[test]
-fn policy_upsert_flushes_refills_and_deletes_surplus_tiers() {
+fn policy_upsert_flushes_refills_and_deletes_surplus_tiers_and_runs() {
     let mut d = empty_delta(1);
     d.policies_upserted.push(policy(
         2,
@@ -267,9 +443,25 @@ fn policy_upsert_flushes_refills_and_deletes_surplus_tiers() {
     assert_eq!(names(&b, "flush", "chain"), ["e2_eg_t0"]);
     assert_eq!(names(&b, "delete", "chain"), ["e2_eg_t1"]);
     assert!(names(&b, "add", "chain").is_empty());
-    assert_eq!(chain_rules(&b, "e2_eg_t0").len(), 2);
-    // Nothing else: the verdict maps are unchanged.
-    assert_eq!(cmds(&b).len(), 4);
+    assert_eq!(names(&b, "add", "set"), ["e2_eg_t0_r0_p4", "e2_eg_t0_r0_p6"]);
+    assert_eq!(
+        names(&b, "delete", "set"),
+        [
+            "e2_eg_t0_r0_a4",
+            "e2_eg_t0_r0_a6",
+            "e2_eg_t0_r1_p4",
+            "e2_eg_t0_r1_p6",
+            "e2_eg_t1_r0_p4",
+            "e2_eg_t1_r0_p6"
+        ]
+    );
+    assert_eq!(chain_rules(&b, "e2_eg_t0").len(), 3);
+    // Nothing else: the verdict maps are unchanged; sets go after the chain.
+    let c = cmds(&b);
+    assert_eq!(c.len(), 13);
+    let del_chain = c.iter().position(|x| x["delete"].get("chain").is_some()).unwrap();
+    let first_set_del = c.iter().position(|x| x["delete"].get("set").is_some()).unwrap();
+    assert!(del_chain < first_set_del);
 }
 
 #[test]
@@ -307,14 +499,39 @@ fn endpoint_and_policy_changes_are_verdict_map_elements_and_chains() {
 }
 
 #[test]
-fn removing_a_referenced_set_rewrites_its_policies_first() {
+fn removing_a_referenced_set_empties_runs_and_rewrites_log_rules_first() {
+    use Action::*;
+    let mut rs = rule_set();
+    rs.policies.push(policy(
+        4,
+        Direction::Ingress,
+        vec![(
+            vec![
+                R(Log, Peer::Set(2), vec![(Protocol::Tcp, 80, 80)]),
+                R(Allow, Peer::Set(2), vec![]),
+            ],
+            NoMatch::Deny,
+        )],
+    ));
+    let t = Table::new("palisade");
+    let before = state(rs);
+    assert!(render::full(&t, &before).to_string().contains("@s2_4"));
     let mut d = empty_delta(1);
     d.sets_removed.push(2);
-    let b = incremental(d);
+    let (_, Plan::Incremental { batch: b, .. }) = delta::plan_update(&t, &before, d, 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
     let c = cmds(&b);
-    assert_eq!(names(&b, "flush", "chain"), ["e2_eg_t0", "e2_eg_t1"]);
+    // e4 logs with `@s2_4`: rewritten. e2 only uses set 2 in a run: its
+    // run set loses the element, its chains stay.
+    assert_eq!(names(&b, "flush", "chain"), ["e4_in_t0"]);
+    assert!(!chain_rules(&b, "e4_in_t0").iter().any(|r| r.to_string().contains("@s2_")));
     assert_eq!(names(&b, "delete", "set"), ["s2_4", "s2_6"]);
-    assert!(!chain_rules(&b, "e2_eg_t0").iter().any(|r| r.to_string().contains("@s2_")));
+    let dels = verb_objects(&b, "delete", "element");
+    let del_names: Vec<&str> = dels.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(del_names, ["e2_eg_t0_r0_a4", "e4_in_t0_r0_a4"]);
+    assert!(dels.iter().all(|e| e["elem"] == json!(["10.0.0.4"])));
     let last_rule =
         c.iter().rposition(|x| x.get("add").and_then(|a| a.get("rule")).is_some()).unwrap();
     let first_set_del =
