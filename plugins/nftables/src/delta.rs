@@ -257,10 +257,12 @@ pub fn plan(
                 let (d6, a6) = diff(&render::normalize_v6(&o.v6), &render::normalize_v6(&n.v6));
                 let s4 = names::set(id, Fam::V4);
                 let s6 = names::set(id, Fam::V6);
-                let e4 =
-                    |v: Vec<(u32, u8)>| v.into_iter().map(|(a, l)| nft::v4_elem(a, l)).collect();
-                let e6 =
-                    |v: Vec<(u128, u8)>| v.into_iter().map(|(a, l)| nft::v6_elem(a, l)).collect();
+                let e4 = |v: Vec<(u32, u8)>| {
+                    v.into_iter().map(|(a, l)| nft::addr_elem(nft::v4_elem(a, l))).collect()
+                };
+                let e6 = |v: Vec<(u128, u8)>| {
+                    v.into_iter().map(|(a, l)| nft::addr_elem(nft::v6_elem(a, l))).collect()
+                };
                 if !d4.is_empty() {
                     elem_del.push(t.delete_elements(&s4, e4(d4)));
                 }

@@ -80,8 +80,10 @@ pub fn normalize_v6(list: &[V6Prefix]) -> Vec<(u128, u8)> {
 
 /// The elements of both nft sets of an address set.
 pub fn set_elems(s: &AddressSet) -> (Vec<Value>, Vec<Value>) {
-    let v4 = normalize_v4(&s.v4).into_iter().map(|(a, l)| nft::v4_elem(a, l)).collect();
-    let v6 = normalize_v6(&s.v6).into_iter().map(|(a, l)| nft::v6_elem(a, l)).collect();
+    let v4 =
+        normalize_v4(&s.v4).into_iter().map(|(a, l)| nft::addr_elem(nft::v4_elem(a, l))).collect();
+    let v6 =
+        normalize_v6(&s.v6).into_iter().map(|(a, l)| nft::addr_elem(nft::v6_elem(a, l))).collect();
     (v4, v6)
 }
 
@@ -209,7 +211,7 @@ fn log_rules(
             .iter()
             .map(|&f| {
                 Some(nft::eq(
-                    nft::addr(f, peer_field(dir)),
+                    nft::addr_key(f, peer_field(dir)),
                     json!(format!("@{}", names::set(id, f))),
                 ))
             })

@@ -371,7 +371,7 @@ pub fn elem_json(fam: Fam, kind: Kind, e: &Elem) -> Value {
         Fam::V6 => nft::v6_elem(e.addr, e.len),
     };
     match kind {
-        Kind::Addrs => addr,
+        Kind::Addrs => nft::addr_elem(addr),
         Kind::Ports => {
             let port = if e.first == e.last {
                 json!(e.first)
@@ -391,17 +391,18 @@ pub fn elems_json(fam: Fam, kind: Kind, elems: &[Elem]) -> Vec<Value> {
 /// `add set` of a run set with its elements.
 pub fn add_set(t: &nft::Table, name: &str, s: &RunSet) -> Value {
     let ty = match s.kind {
-        Kind::Addrs => json!(s.fam.addr_type()),
+        Kind::Addrs => json!([s.fam.addr_type(), "inet_proto"]),
         Kind::Ports => json!([s.fam.addr_type(), "inet_proto", "inet_service"]),
     };
     t.add_typed_set(name, ty, elems_json(s.fam, s.kind, &s.elems))
 }
 
 /// The match of a run set: `ip saddr . meta l4proto . th dport @NAME` or
-/// `ip saddr @NAME` (`daddr` for egress).
+/// `ip saddr . meta l4proto @NAME` (an address set, see
+/// [`nft::Table::add_set`]; `daddr` for egress).
 pub fn set_match(fam: Fam, kind: Kind, field: &str, name: &str) -> Value {
     let left = match kind {
-        Kind::Addrs => nft::addr(fam, field),
+        Kind::Addrs => nft::addr_key(fam, field),
         Kind::Ports => nft::object([(
             "concat",
             Value::Array(vec![

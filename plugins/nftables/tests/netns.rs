@@ -168,8 +168,9 @@ fn full_rule_set_applies_and_lists_as_generated() {
         assert_eq!(
             elems(&tab, "set s1_4"),
             [
-                r#"{"prefix":{"addr":"10.0.0.0","len":29}}"#,
-                r#"{"prefix":{"addr":"192.168.0.0","len":16}}"#
+                // Every protocol: address sets are `ADDR . inet_proto` sets.
+                r#"{"concat":[{"prefix":{"addr":"10.0.0.0","len":29}},{"range":[0,255]}]}"#,
+                r#"{"concat":[{"prefix":{"addr":"192.168.0.0","len":16}},{"range":[0,255]}]}"#
             ]
         );
         assert_eq!(elems(&tab, "set s3_6").len(), 2);
@@ -189,7 +190,7 @@ fn full_rule_set_applies_and_lists_as_generated() {
             "{text}"
         );
         assert!(text.contains("10.0.0.0/29 . sctp . 5000"), "{text}");
-        assert!(text.contains("ip daddr @e2_eg_t0_r0_a4 goto e2_eg_t1"), "{text}");
+        assert!(text.contains("ip daddr . meta l4proto @e2_eg_t0_r0_a4 goto e2_eg_t1"), "{text}");
         assert_eq!(
             elems(&tab, "set e3_in_t0_r0_p6"),
             [
