@@ -351,6 +351,44 @@ fn incremental_updates_equal_full_replaces() {
         st = step(&ns, &st, d);
         assert!(!elems(&ns.table(), "set e9_in_t0_r0_p4").is_empty());
 
+        // 4c. A port edit of a run with many peers: every element of its
+        //     set changes, so the set is recreated after the chain flush
+        //     (delete set, add set with elements) rather than diffed.
+        let many: Vec<(String, u8)> = (0..40).map(|i| (format!("10.9.{i}.0"), 24)).collect();
+        let many: Vec<(&str, u8)> = many.iter().map(|(a, l)| (a.as_str(), *l)).collect();
+        let with_port = |port: u16| {
+            policy(
+                9,
+                Direction::Ingress,
+                vec![(
+                    vec![R(Allow, Peer::Set(7), vec![(Protocol::Tcp, port, port)])],
+                    NoMatch::Deny,
+                )],
+            )
+        };
+        let mut d = empty_delta(st.generation);
+        d.sets_added.push(set(7, &many, &[]));
+        d.policies_upserted.push(with_port(80));
+        st = step(&ns, &st, d);
+        let mut d = empty_delta(st.generation);
+        d.policies_upserted.push(with_port(81));
+        let (_, plan) = delta::plan_update(&t(), &st, d.clone(), 10_000).unwrap();
+        let Plan::Incremental { batch, .. } = plan else { panic!("expected an incremental plan") };
+        let verbs: Vec<String> = batch["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| {
+                let (verb, obj) = c.as_object()?.iter().next()?;
+                let set = obj.get("set")?;
+                (set["name"] == "e9_in_t0_r0_p4").then(|| verb.clone())
+            })
+            .collect();
+        assert_eq!(verbs, ["delete", "add"], "{batch}");
+        st = step(&ns, &st, d);
+        assert_eq!(elems(&ns.table(), "set e9_in_t0_r0_p4").len(), 40);
+        assert!(elems(&ns.table(), "set e9_in_t0_r0_p4").iter().all(|e| e.contains("81")));
+
         // 5. Everything but e9 goes away.
         let mut d = empty_delta(st.generation);
         d.endpoints_removed = vec![1, 3, 4];
