@@ -8,52 +8,14 @@
 
 #[path = "../../kube-source/tests/support/fake_api.rs"]
 mod fake_api;
+mod support;
 
-use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_api::FakeApi;
-use palisade_lab::{Lab, LabPod, LabSpec, ProbeRequest};
-use palisade_model::Protocol;
 use serde_json::json;
-
-/// Stops the daemon on every exit path.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn allowed(lab: &Lab) -> bool {
-    let r = ProbeRequest::new("shop/client", "shop/web", Protocol::Tcp, 80);
-    lab.probe(&r, Duration::from_millis(300)).allowed
-}
-
-fn eventually(lab: &Lab, want: bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if allowed(lab) == want {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
+use support::{allowed, eventually, shop_lab, Daemon};
 
 fn pod(name: &str, ip: &str, ports: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -64,20 +26,7 @@ fn pod(name: &str, ip: &str, ports: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on_delete() {
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    let lab = Lab::up(&LabSpec {
-        pods: vec![
-            LabPod {
-                key: "shop/web".into(),
-                ip: ip("10.78.0.1"),
-                ports: vec![(Protocol::Tcp, 80)],
-            },
-            LabPod { key: "shop/client".into(), ip: ip("10.78.0.2"), ports: vec![] },
-        ],
-        externals: vec![],
-        notes: vec![],
-    })
-    .unwrap();
+    let lab = shop_lab("10.78.0.1", "10.78.0.2");
     let mut api = FakeApi::start();
     api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
     api.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lab-node"}}));
@@ -113,7 +62,10 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     api.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "deny-web", "namespace": "shop"},
         "spec": {"podSelector": {"matchLabels": {"app": "web"}}}}));
-    assert!(eventually(&lab, false), "the policy created through the API isolates web");
+    assert!(
+        eventually(&lab, false, Duration::from_secs(15)),
+        "the policy created through the API isolates web"
+    );
 
     // The API server goes away for a while: the last state stays in force.
     api.stop();
@@ -124,7 +76,7 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     api.start_again();
 
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("shop"), "deny-web");
-    assert!(eventually(&lab, true), "deleting it lifts the isolation");
+    assert!(eventually(&lab, true, Duration::from_secs(15)), "deleting it lifts the isolation");
 
     let _ = Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status();
     let status = daemon.0.wait().unwrap();

@@ -1,0 +1,100 @@
+//! What the `palisade run` end-to-end tests share: the two-pod `shop` lab,
+//! its probe, and a guard that stops the daemon on every exit path.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use palisade_lab::{Lab, LabPod, LabSpec, ProbeRequest};
+use palisade_model::Protocol;
+
+/// The `shop` namespace.
+pub const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
+/// A NetworkPolicy isolating `shop/web` (no ingress allowed).
+pub const DENY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-web, namespace: shop}\nspec: {podSelector: {matchLabels: {app: web}}}\n";
+
+/// The two pods of [`shop_lab`] as a manifest.
+pub fn pods_yaml(web_ip: &str, client_ip: &str) -> String {
+    format!(
+        "
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: shop, labels: {{app: web}}}}
+spec: {{containers: [{{name: web, ports: [{{containerPort: 80}}]}}]}}
+status: {{podIP: {web_ip}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: shop, labels: {{app: client}}}}
+spec: {{containers: [{{name: client}}]}}
+status: {{podIP: {client_ip}}}
+"
+    )
+}
+
+/// Stops the daemon on every exit path (SIGTERM, then SIGKILL after 5 s).
+pub struct Daemon(pub Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lab: `shop/web` at `web_ip` listening on TCP 80, `shop/client` at
+/// `client_ip`.
+pub fn shop_lab(web_ip: &str, client_ip: &str) -> Lab {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    Lab::up(&LabSpec {
+        pods: vec![
+            LabPod { key: "shop/web".into(), ip: ip(web_ip), ports: vec![(Protocol::Tcp, 80)] },
+            LabPod { key: "shop/client".into(), ip: ip(client_ip), ports: vec![] },
+        ],
+        externals: vec![],
+        notes: vec![],
+    })
+    .unwrap()
+}
+
+/// Whether client → web on TCP 80 gets through.
+pub fn allowed(lab: &Lab) -> bool {
+    let r = ProbeRequest::new("shop/client", "shop/web", Protocol::Tcp, 80);
+    lab.probe(&r, Duration::from_millis(300)).allowed
+}
+
+/// Waits up to `within` until the probe gives `want` (the daemon programs
+/// asynchronously).
+pub fn eventually(lab: &Lab, want: bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if allowed(lab) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Writes a manifest next to its final name, then renames it in (the
+/// daemon never reads half a file).
+pub fn write(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
