@@ -12,7 +12,6 @@
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
 
 /// The shared object the context is loaded from (Debian: package
 /// `libnftables1`, a dependency of `nftables`).
@@ -49,7 +48,7 @@ struct Job {
 
 /// A libnftables context on its own thread (see the module docs).
 pub struct LibNft {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     netns: Option<PathBuf>,
 }
 
@@ -91,7 +90,7 @@ impl LibNft {
             })
             .map_err(LibNftError::Thread)?;
         ready_rx.recv().map_err(|_| LibNftError::Gone)??;
-        Ok(LibNft { jobs: Mutex::new(jobs), netns: ns })
+        Ok(LibNft { jobs, netns: ns })
     }
 
     /// Runs one command (nft syntax or a libnftables JSON document) and
@@ -99,10 +98,7 @@ impl LibNft {
     pub fn run(&self, command: &str) -> Result<Outcome, LibNftError> {
         let command = CString::new(command).map_err(|_| LibNftError::Nul)?;
         let (reply, answer) = mpsc::channel();
-        {
-            let jobs = self.jobs.lock().map_err(|_| LibNftError::Gone)?;
-            jobs.send(Job { command, reply }).map_err(|_| LibNftError::Gone)?;
-        }
+        self.jobs.send(Job { command, reply }).map_err(|_| LibNftError::Gone)?;
         answer.recv().map_err(|_| LibNftError::Gone)
     }
 }
