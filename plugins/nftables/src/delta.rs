@@ -1,13 +1,16 @@
 //! Incremental batches: the change between two applied states, as one atomic
 //! nft batch touching only what the delta names.
 //!
-//! - Address set membership: `delete element` / `add element` on the small
-//!   per-set interval sets (the difference of the normalized prefix lists).
-//! - Sets added or removed: `add set` / `delete set` (after every policy that
-//!   referenced a removed set has been rewritten without it).
-//! - Endpoint policies upserted or removed (and those referencing a set that
-//!   appeared or disappeared): their tier chains are flushed and refilled,
-//!   missing tier chains added, surplus ones deleted.
+//! - Address set membership: `delete element` / `add element` in the run
+//!   sets holding its addresses, and in its own `s<ID>` sets where a `log`
+//!   rule names it (the difference of the normalized prefix lists).
+//! - Address sets a `log` rule starts or stops naming: `add set` /
+//!   `delete set` (after every policy that referenced a removed set has
+//!   been rewritten without it).
+//! - Endpoint policies upserted or removed (and those whose `log` rules name
+//!   a set that appeared or disappeared, or with a run set that empties or
+//!   fills): their tier chains are flushed and refilled, missing tier chains
+//!   added, surplus ones deleted.
 //! - Endpoints: the difference of the verdict maps (`ingress4`...) as element
 //!   deletes and adds.
 //!
@@ -22,9 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_plugin_sdk::types::{
-    Action, AddressSet, Delta, Endpoint, EndpointPolicy, Error, Peer,
-};
+use palisade_plugin_sdk::types::{AddressSet, Delta, Endpoint, EndpointPolicy, Error};
 use palisade_plugin_sdk::{AppliedState, Undo};
 use serde_json::Value;
 
@@ -247,6 +248,91 @@ impl RunSetDiff {
     }
 }
 
+/// The element deletes and adds taking the nft sets of address set `id`
+/// from `o` to `n`.
+fn address_set_diff(
+    t: &Table,
+    id: u32,
+    o: &AddressSet,
+    n: &AddressSet,
+    elem_del: &mut Vec<Value>,
+    elem_add: &mut Vec<Value>,
+) {
+    let (d4, a4) = diff(&render::normalize_v4(&o.v4), &render::normalize_v4(&n.v4));
+    let (d6, a6) = diff(&render::normalize_v6(&o.v6), &render::normalize_v6(&n.v6));
+    let s4 = names::set(id, Fam::V4);
+    let s6 = names::set(id, Fam::V6);
+    let e4 = |v: Vec<(u32, u8)>| {
+        v.into_iter().map(|(a, l)| nft::addr_elem(nft::v4_elem(a, l))).collect()
+    };
+    let e6 = |v: Vec<(u128, u8)>| {
+        v.into_iter().map(|(a, l)| nft::addr_elem(nft::v6_elem(a, l))).collect()
+    };
+    if !d4.is_empty() {
+        elem_del.push(t.delete_elements(&s4, e4(d4)));
+    }
+    if !d6.is_empty() {
+        elem_del.push(t.delete_elements(&s6, e6(d6)));
+    }
+    if !a4.is_empty() {
+        elem_add.push(t.add_elements(&s4, e4(a4)));
+    }
+    if !a6.is_empty() {
+        elem_add.push(t.add_elements(&s6, e6(a6)));
+    }
+}
+
+/// Which address sets are in the table (`render::logged_sets`) before and
+/// after the delta, for the sets whose answer the delta can have changed:
+/// the touched sets and those the `log` rules of touched policies name.
+/// Only those are looked up in the other policies, so a delta without
+/// `log` rules or set changes costs nothing here.
+struct LoggedChange {
+    /// Set id → (in the table before, after); only the candidates.
+    status: BTreeMap<u32, (bool, bool)>,
+}
+
+impl LoggedChange {
+    fn of(new: &AppliedState, undo: &Undo, touched: &Touched) -> LoggedChange {
+        let mut candidates: BTreeSet<u32> = touched.sets.clone();
+        for key in &touched.policies {
+            for p in [policy_before(new, undo, key), new.policies.get(key)].into_iter().flatten() {
+                candidates.extend(runs::log_refs(p));
+            }
+        }
+        let mut named_before = BTreeSet::new();
+        let mut named_after = BTreeSet::new();
+        if !candidates.is_empty() {
+            for (key, p) in &new.policies {
+                if !touched.policies.contains(key) {
+                    let refs = runs::log_refs(p).filter(|id| candidates.contains(id));
+                    for id in refs {
+                        named_before.insert(id);
+                        named_after.insert(id);
+                    }
+                }
+            }
+            for key in &touched.policies {
+                if let Some(p) = policy_before(new, undo, key) {
+                    named_before.extend(runs::log_refs(p).filter(|id| candidates.contains(id)));
+                }
+                if let Some(p) = new.policies.get(key) {
+                    named_after.extend(runs::log_refs(p).filter(|id| candidates.contains(id)));
+                }
+            }
+        }
+        let status = candidates
+            .into_iter()
+            .map(|id| {
+                let before = named_before.contains(&id) && set_before(new, undo, id).is_some();
+                let after = named_after.contains(&id) && new.sets.contains_key(&id);
+                (id, (before, after))
+            })
+            .collect();
+        LoggedChange { status }
+    }
+}
+
 /// Plans the batch taking the table to `new` from the state before the
 /// delta (`new` with `undo` rolled back), given what the delta touched.
 /// Falls back to a full replace when the delta has more than `threshold`
@@ -267,81 +353,68 @@ pub fn plan(
             ),
         };
     }
+    let old_sets = |id: u32| set_before(new, undo, id);
+    let new_sets = |id: u32| new.sets.get(&id);
+
+    // Address sets: only those a `log` rule names are in the table.
+    let logged = LoggedChange::of(new, undo, touched);
     let mut sets_new = Vec::new();
     let mut elem_del = Vec::new();
     let mut elem_add = Vec::new();
     let mut sets_del = Vec::new();
-    let mut existence_changed = BTreeSet::new();
-    for &id in &touched.sets {
-        match (set_before(new, undo, id), new.sets.get(&id)) {
-            (None, Some(s)) => {
-                let (v4, v6) = render::set_elems(s);
-                sets_new.push(t.add_set(&names::set(id, Fam::V4), Fam::V4, v4));
-                sets_new.push(t.add_set(&names::set(id, Fam::V6), Fam::V6, v6));
-                existence_changed.insert(id);
+    for (&id, &(before, after)) in &logged.status {
+        match (before, after) {
+            (false, true) => {
+                if let Some(s) = new.sets.get(&id) {
+                    let (v4, v6) = render::set_elems(s);
+                    sets_new.push(t.add_set(&names::set(id, Fam::V4), Fam::V4, v4));
+                    sets_new.push(t.add_set(&names::set(id, Fam::V6), Fam::V6, v6));
+                }
             }
-            (Some(_), None) => {
+            (true, false) => {
                 sets_del.push(t.delete_set(&names::set(id, Fam::V4)));
                 sets_del.push(t.delete_set(&names::set(id, Fam::V6)));
-                existence_changed.insert(id);
             }
-            (Some(o), Some(n)) => {
-                let (d4, a4) = diff(&render::normalize_v4(&o.v4), &render::normalize_v4(&n.v4));
-                let (d6, a6) = diff(&render::normalize_v6(&o.v6), &render::normalize_v6(&n.v6));
-                let s4 = names::set(id, Fam::V4);
-                let s6 = names::set(id, Fam::V6);
-                let e4 = |v: Vec<(u32, u8)>| {
-                    v.into_iter().map(|(a, l)| nft::addr_elem(nft::v4_elem(a, l))).collect()
-                };
-                let e6 = |v: Vec<(u128, u8)>| {
-                    v.into_iter().map(|(a, l)| nft::addr_elem(nft::v6_elem(a, l))).collect()
-                };
-                if !d4.is_empty() {
-                    elem_del.push(t.delete_elements(&s4, e4(d4)));
-                }
-                if !d6.is_empty() {
-                    elem_del.push(t.delete_elements(&s6, e6(d6)));
-                }
-                if !a4.is_empty() {
-                    elem_add.push(t.add_elements(&s4, e4(a4)));
-                }
-                if !a6.is_empty() {
-                    elem_add.push(t.add_elements(&s6, e6(a6)));
+            (true, true) => {
+                if let (Some(o), Some(n)) = (old_sets(id), new_sets(id)) {
+                    address_set_diff(t, id, o, n, &mut elem_del, &mut elem_add);
                 }
             }
-            (None, None) => {}
+            (false, false) => {}
         }
     }
 
-    // Policies to rewrite: the ones the delta names, and those whose `log`
+    // Policies to rewrite: the ones the delta names, those whose `log`
     // rules reference a set that appeared or disappeared (they name the
-    // address set itself; runs only hold its elements).
+    // address set itself; runs only hold its elements), and those with a
+    // run set that empties or fills (its lookup rule comes or goes).
     let mut policies = touched.policies.clone();
+    let existence_changed: BTreeSet<u32> = touched
+        .sets
+        .iter()
+        .copied()
+        .filter(|&id| old_sets(id).is_some() != new_sets(id).is_some())
+        .collect();
     if !existence_changed.is_empty() {
         for (k, p) in &new.policies {
-            let refs = p.tiers.iter().flat_map(|t| &t.rules).any(|r| match r.peer {
-                Peer::Set(id) => r.action == Action::Log && existence_changed.contains(&id),
-                Peer::Any => false,
-            });
-            if refs {
+            if runs::log_refs(p).any(|id| existence_changed.contains(&id)) {
                 policies.insert(*k);
             }
         }
     }
-    let old_sets = |id: u32| set_before(new, undo, id);
-    let new_sets = |id: u32| new.sets.get(&id);
     let mut runs_diff = RunSetDiff::default();
     // Run sets of the other policies whose runs use a touched set: the
-    // difference of their elements (their rules stay).
+    // difference of their elements while the same sets exist (their rules
+    // stay), a rewrite otherwise.
     if !touched.sets.is_empty() {
         for (k, p) in &new.policies {
             if !policies.contains(k) && runs::references(p, &touched.sets) {
-                runs_diff.add(
-                    t,
-                    runs::policy_sets(p, &old_sets),
-                    runs::policy_sets(p, &new_sets),
-                    false,
-                );
+                let (o, n) = (runs::policy_sets(p, &old_sets), runs::policy_sets(p, &new_sets));
+                if o.keys().eq(n.keys()) {
+                    runs_diff.add(t, o, n, false);
+                } else {
+                    policies.insert(*k);
+                }
             }
         }
     }
@@ -366,15 +439,12 @@ pub fn plan(
         }
         // Recreating a set needs its rules gone first: only where every
         // tier chain of the policy is flushed (kept chains) or deleted.
-        runs_diff.add(
-            t,
-            op.map(|p| runs::policy_sets(p, &old_sets)).unwrap_or_default(),
-            np.map(|p| runs::policy_sets(p, &new_sets)).unwrap_or_default(),
-            np.is_some(),
-        );
+        let old_runs = op.map(|p| runs::policy_sets(p, &old_sets)).unwrap_or_default();
+        let new_runs = np.map(|p| runs::policy_sets(p, &new_sets)).unwrap_or_default();
         if let Some(p) = np {
-            rules.extend(render::policy_rules(t, new, p));
+            rules.extend(render::policy_rules(t, new, p, &|name| new_runs.contains_key(name)));
         }
+        runs_diff.add(t, old_runs, new_runs, np.is_some());
     }
     let RunSetDiff {
         added: run_sets_new,

@@ -15,7 +15,7 @@
 //!   deny and a `deny` tier end `drop`, log `log prefix "palisade ..."` and go
 //!   on; falling off the last tier returns, i.e. allows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use palisade_plugin_sdk::types::{
     Action, AddressSet, Direction, EndpointPolicy, NoMatch, Peer, Protocol, Rule, V4Prefix,
@@ -247,10 +247,16 @@ fn log_rules(
 }
 
 /// The `add rule` commands filling every tier chain of one endpoint policy
-/// (the chains and the policy's run sets must exist). A run of rules with
-/// one action is up to four set lookups (`runs`); a `log` rule is one nft
-/// rule per peer family and port range.
-pub fn policy_rules(t: &Table, state: &AppliedState, p: &EndpointPolicy) -> Vec<Value> {
+/// (the chains and the policy's run sets must exist: `has_set` says which
+/// run sets the table has, the non-empty ones). A run of rules with one
+/// action is up to four set lookups (`runs`), one per run set it has; a
+/// `log` rule is one nft rule per peer family and port range.
+pub fn policy_rules(
+    t: &Table,
+    state: &AppliedState,
+    p: &EndpointPolicy,
+    has_set: &dyn Fn(&str) -> bool,
+) -> Vec<Value> {
     let (ep, dir) = (p.endpoint, p.direction);
     let n = p.tiers.len();
     let allow = || match dir {
@@ -291,6 +297,9 @@ pub fn policy_rules(t: &Table, state: &AppliedState, p: &EndpointPolicy) -> Vec<
             for kind in kinds {
                 for f in Fam::BOTH {
                     let name = runs::set_name(p, ti, run.index, kind, f);
+                    if !has_set(&name) {
+                        continue;
+                    }
                     cmds.push(t.add_rule(
                         &chain,
                         vec![runs::set_match(f, kind, field, &name), verdict.clone()],
@@ -313,6 +322,18 @@ pub fn policy_rules(t: &Table, state: &AppliedState, p: &EndpointPolicy) -> Vec<
 /// The run sets of a policy against the sets of `state`.
 pub fn policy_sets(state: &AppliedState, p: &EndpointPolicy) -> BTreeMap<String, runs::RunSet> {
     runs::policy_sets(p, &|id| state.sets.get(&id))
+}
+
+/// The address sets the table has as `s<ID>_4`/`s<ID>_6`: those some `log`
+/// rule names (every other rule matches through its run's sets, which hold
+/// copies of the addresses). Most rule sets have no `log` rule, and so none.
+pub fn logged_sets(state: &AppliedState) -> BTreeSet<u32> {
+    state
+        .policies
+        .values()
+        .flat_map(runs::log_refs)
+        .filter(|id| state.sets.contains_key(id))
+        .collect()
 }
 
 /// The chains of one endpoint policy, in order.
@@ -344,14 +365,19 @@ pub fn full_commands(t: &Table, state: &AppliedState, emit: &mut dyn FnMut(Value
     for c in [t.add_table(), t.delete_table(), t.add_table()] {
         emit(c);
     }
-    for s in state.sets.values() {
-        let (v4, v6) = set_elems(s);
-        emit(t.add_set(&names::set(s.id, Fam::V4), Fam::V4, v4));
-        emit(t.add_set(&names::set(s.id, Fam::V6), Fam::V6, v6));
+    for id in logged_sets(state) {
+        if let Some(s) = state.sets.get(&id) {
+            let (v4, v6) = set_elems(s);
+            emit(t.add_set(&names::set(id, Fam::V4), Fam::V4, v4));
+            emit(t.add_set(&names::set(id, Fam::V6), Fam::V6, v6));
+        }
     }
+    // The names of the run sets made (only they get a lookup rule).
+    let mut run_sets: BTreeSet<String> = BTreeSet::new();
     for p in state.policies.values() {
         for (name, s) in policy_sets(state, p) {
             emit(runs::add_set(t, &name, &s));
+            run_sets.insert(name);
         }
     }
     emit(t.add_chain(names::DISPATCH));
@@ -371,8 +397,9 @@ pub fn full_commands(t: &Table, state: &AppliedState, emit: &mut dyn FnMut(Value
         emit(t.add_base_chain(hook));
         emit(t.add_rule(hook, vec![nft::jump(names::DISPATCH)]));
     }
+    let has_set = |name: &str| run_sets.contains(name);
     for p in state.policies.values() {
-        for c in policy_rules(t, state, p) {
+        for c in policy_rules(t, state, p, &has_set) {
             emit(c);
         }
     }

@@ -11,9 +11,15 @@
 //! - a rule with peer `any` and no ports: the bare verdict.
 //!
 //! A `log` rule ends a run (it must see exactly the packets that reach it)
-//! and keeps the per-rule encoding of `render`. Which sets a run has depends
-//! on its rules' shapes only, never on the address sets' contents, so a
-//! membership change is element deletes and adds, never a new rule.
+//! and keeps the per-rule encoding of `render`.
+//!
+//! A run set exists only while it has elements, and its lookup rule only
+//! while the set exists: an IPv4-only cluster has no `p6`/`a6` sets, and a
+//! peer selecting nobody costs no set. Every set in the table costs every
+//! later nft command (libnftables reads all set definitions before an
+//! element or rule command), so the sets the kernel never needs are left
+//! out. A membership change is element deletes and adds, except where a run
+//! set empties or fills: then the policy's chains are rewritten (`delta`).
 //!
 //! The elements of a set are canonical (a function of the union only):
 //! disjoint boxes, as the kernel's concatenated interval sets need (they
@@ -315,7 +321,8 @@ fn addr_elems<'s>(
         .collect()
 }
 
-/// The sets of one run, by name (only those its shape needs).
+/// The sets of one run, by name: those its shape needs, without the empty
+/// ones (an empty set matches nothing: neither it nor its rule is made).
 pub fn run_sets<'s>(
     p: &EndpointPolicy,
     tier: usize,
@@ -325,22 +332,29 @@ pub fn run_sets<'s>(
     let mut out = Vec::new();
     for fam in Fam::BOTH {
         if run.ports {
-            out.push((
-                set_name(p, tier, run.index, Kind::Ports, fam),
-                RunSet { fam, kind: Kind::Ports, elems: port_elems(p, &run.rules, fam, sets) },
-            ));
+            let elems = port_elems(p, &run.rules, fam, sets);
+            if !elems.is_empty() {
+                out.push((
+                    set_name(p, tier, run.index, Kind::Ports, fam),
+                    RunSet { fam, kind: Kind::Ports, elems },
+                ));
+            }
         }
         if run.addrs {
-            out.push((
-                set_name(p, tier, run.index, Kind::Addrs, fam),
-                RunSet { fam, kind: Kind::Addrs, elems: addr_elems(&run.rules, fam, sets) },
-            ));
+            let elems = addr_elems(&run.rules, fam, sets);
+            if !elems.is_empty() {
+                out.push((
+                    set_name(p, tier, run.index, Kind::Addrs, fam),
+                    RunSet { fam, kind: Kind::Addrs, elems },
+                ));
+            }
         }
     }
     out
 }
 
-/// Every run set of an endpoint policy, by name.
+/// Every run set of an endpoint policy, by name (the non-empty ones: the
+/// ones the table has).
 pub fn policy_sets<'s>(
     p: &EndpointPolicy,
     sets: &dyn Fn(u32) -> Option<&'s AddressSet>,
@@ -354,6 +368,15 @@ pub fn policy_sets<'s>(
         }
     }
     out
+}
+
+/// The address sets the `log` rules of `p` name (a `log` rule matches
+/// through the address set itself, `@s7_4`, not through a run set).
+pub fn log_refs(p: &EndpointPolicy) -> impl Iterator<Item = u32> + '_ {
+    p.tiers.iter().flat_map(|t| &t.rules).filter_map(|r| match (r.action, r.peer) {
+        (Action::Log, Peer::Set(id)) => Some(id),
+        _ => None,
+    })
 }
 
 /// Whether any non-log rule of `p` has peer `set(id)` for an id in `ids`.

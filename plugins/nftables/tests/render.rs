@@ -61,28 +61,32 @@ fn full_batch_is_an_atomic_replace_of_one_table() {
 fn layout_sets_maps_and_chains() {
     let b = full();
     let sets = names(&b, "add", "set");
-    // The address sets, then the run sets of each policy (both families).
+    // The address sets a `log` rule names (set 1, by e3's log rule; sets 2
+    // and 3 only feed runs), then the non-empty run sets of each policy:
+    // set 2 has no IPv6 address and set 3 no IPv4 one, so no `a6` set for
+    // the pass to set 2 and no `p4` set for e3's rule to set 3.
     assert_eq!(
         sets,
         [
             "s1_4",
             "s1_6",
-            "s2_4",
-            "s2_6",
-            "s3_4",
-            "s3_6",
             "e1_in_t0_r0_p4",
             "e1_in_t0_r0_p6",
             "e2_eg_t0_r0_a4",
-            "e2_eg_t0_r0_a6",
             "e2_eg_t0_r1_p4",
             "e2_eg_t0_r1_p6",
             "e2_eg_t1_r0_p4",
             "e2_eg_t1_r0_p6",
-            "e3_in_t0_r0_p4",
             "e3_in_t0_r0_p6"
         ]
     );
+    // Every lookup names a set of the batch, and every run set is looked up.
+    let text = b.to_string();
+    for s in &sets {
+        assert!(text.contains(&format!("\"@{s}\"")), "{s} is never looked up");
+    }
+    // (the four verdict maps are the other lookups).
+    assert_eq!(text.matches("\"@").count() - 4, sets.len(), "{text}");
     let chains = names(&b, "add", "chain");
     for c in
         ["dispatch", "forward", "input", "output", "e1_in_t0", "e2_eg_t0", "e2_eg_t1", "e3_in_t0"]
@@ -277,24 +281,27 @@ fn runs_end_at_another_action_and_at_log() {
         json!([lookup("ip", "daddr", "e1_eg_t0_r0_p4"), ret]),
         json!([lookup("ip6", "daddr", "e1_eg_t0_r0_p6"), ret]),
         json!([addr("ip", "e1_eg_t0_r0_a4"), ret]),
-        json!([addr("ip6", "e1_eg_t0_r0_a6"), ret]),
         // run 1: deny tcp 22 to anyone
         json!([lookup("ip", "daddr", "e1_eg_t0_r1_p4"), drop]),
         json!([lookup("ip6", "daddr", "e1_eg_t0_r1_p6"), drop]),
-        // run 2: allow set 2 on tcp 22 (after the deny: never merged into run 0)
+        // run 2: allow set 2 on tcp 22 (after the deny: never merged into
+        // run 0; set 2 has no IPv6 address, so no IPv6 lookup)
         json!([lookup("ip", "daddr", "e1_eg_t0_r2_p4"), ret]),
-        json!([lookup("ip6", "daddr", "e1_eg_t0_r2_p6"), ret]),
         // log everything: its own rule
         json!([{"log": {"prefix": "palisade e1 eg ns/web _x_ ingress[0]: "}}]),
-        // run 3: allow set 3 on udp, then the unconditional deny (run 4)
-        json!([lookup("ip", "daddr", "e1_eg_t0_r3_p4"), ret]),
+        // run 3: allow set 3 (IPv6 only) on udp, then the unconditional
+        // deny (run 4)
         json!([lookup("ip6", "daddr", "e1_eg_t0_r3_p6"), ret]),
         json!([drop]),
     ];
     assert_eq!(r, want);
     assert_eq!(set_elems(&b, "e1_eg_t0_r0_a4"), json!([any(json!("10.0.0.4"))]));
     assert_eq!(set_elems(&b, "e1_eg_t0_r1_p6"), json!([cat(pfx("::", 0), "tcp", json!(22))]));
-    assert_eq!(set_elems(&b, "e1_eg_t0_r3_p4"), json!([]));
+    // Empty run sets are not made.
+    let sets = names(&b, "add", "set");
+    for empty in ["e1_eg_t0_r0_a6", "e1_eg_t0_r2_p6", "e1_eg_t0_r3_p4"] {
+        assert!(!sets.contains(&empty.to_string()), "{empty} in {sets:?}");
+    }
 }
 
 #[test]
@@ -307,7 +314,7 @@ fn egress_pass_returns_on_allow_and_chains_tiers_with_goto() {
         json!([{"match": {"op": "==", "left": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, {"meta": {"key": "l4proto"}}]}, "right": "@e2_eg_t0_r0_a4"}}, {"goto": {"target": "e2_eg_t1"}}])
     );
     assert_eq!(set_elems(&b, "e2_eg_t0_r0_a4"), json!([any(json!("10.0.0.4"))]));
-    assert_eq!(t0[2], json!([lookup("ip", "daddr", "e2_eg_t0_r1_p4"), {"drop": null}]));
+    assert_eq!(t0[1], json!([lookup("ip", "daddr", "e2_eg_t0_r1_p4"), {"drop": null}]));
     assert_eq!(t0.last().unwrap(), &json!([{"goto": {"target": "e2_eg_t1"}}]));
     let t1 = chain_rules(&b, "e2_eg_t1");
     // Egress allow is `return`: the destination's ingress still runs.
@@ -346,16 +353,21 @@ fn pass_in_last_tier_allows_and_never_matching_rules_match_nothing() {
     });
     let b = render::full(&Table::new("palisade"), &state(rs));
     let r = chain_rules(&b, "e1_eg_t0");
-    assert_eq!(r.len(), 7, "{r:#?}");
-    // The deny to a set that does not exist: empty sets.
-    assert_eq!(set_elems(&b, "e1_eg_t0_r0_a4"), json!([]));
-    assert_eq!(set_elems(&b, "e1_eg_t0_r0_a6"), json!([]));
-    // Pass in the last tier: allow (egress: return).
-    assert_eq!(r[2], json!([lookup("ip", "daddr", "e1_eg_t0_r1_p4"), {"return": null}]));
+    // The deny to a set that does not exist and the span outside the
+    // table match nothing: no set, no rule. Pass in the last tier: allow
+    // (egress: return).
+    assert_eq!(
+        r,
+        [
+            json!([lookup("ip", "daddr", "e1_eg_t0_r1_p4"), {"return": null}]),
+            json!([lookup("ip6", "daddr", "e1_eg_t0_r1_p6"), {"return": null}]),
+            json!([{"drop": null}]),
+        ],
+        "{r:#?}"
+    );
+    // No `log` rule: no address set of its own either.
+    assert_eq!(names(&b, "add", "set"), ["e1_eg_t0_r1_p4", "e1_eg_t0_r1_p6"]);
     assert_eq!(set_elems(&b, "e1_eg_t0_r1_p4"), json!([cat(pfx("0.0.0.0", 0), "udp", json!(7))]));
-    // The span outside the table: empty sets.
-    assert_eq!(set_elems(&b, "e1_eg_t0_r2_p4"), json!([]));
-    assert_eq!(r[6], json!([{"drop": null}]));
 }
 
 #[test]
@@ -405,7 +417,7 @@ fn set_change_is_element_deletes_then_adds_in_the_set_and_its_runs() {
         id: 1,
         add_v4: vec![p4("172.16.0.0", 12)],
         remove_v4: vec![p4("192.168.0.0", 16)],
-        add_v6: vec![],
+        add_v6: vec![ip6("fd01::", 64)],
         remove_v6: vec![ip6("fd00::", 64)],
     });
     let b = incremental(d);
@@ -428,10 +440,125 @@ fn set_change_is_element_deletes_then_adds_in_the_set_and_its_runs() {
             el("delete", "e2_eg_t1_r0_p4", e2(pfx("192.168.0.0", 16))),
             el("delete", "e2_eg_t1_r0_p6", e2(pfx("fd00::", 64))),
             el("add", "s1_4", vec![any(pfx("172.16.0.0", 12))]),
+            el("add", "s1_6", vec![any(pfx("fd01::", 64))]),
             el("add", "e1_in_t0_r0_p4", e1(pfx("172.16.0.0", 12))),
+            el("add", "e1_in_t0_r0_p6", e1(pfx("fd01::", 64))),
             el("add", "e2_eg_t1_r0_p4", e2(pfx("172.16.0.0", 12))),
+            el("add", "e2_eg_t1_r0_p6", e2(pfx("fd01::", 64))),
         ]
     );
+}
+
+#[test]
+fn run_set_that_empties_or_fills_rewrites_its_policy() {
+    // Set 1 loses its only IPv6 prefix: e1's and e2's `p6` run sets empty,
+    // so their lookups go (the policies are rewritten) and the sets after.
+    let t = Table::new("palisade");
+    let before = state(rule_set());
+    let mut d = empty_delta(1);
+    d.sets_changed.push(SetChange {
+        id: 1,
+        add_v4: vec![],
+        remove_v4: vec![],
+        add_v6: vec![],
+        remove_v6: vec![ip6("fd00::", 64)],
+    });
+    let (after, Plan::Incremental { batch: b, .. }) =
+        delta::plan_update(&t, &before, d, 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
+    assert_eq!(names(&b, "flush", "chain"), ["e1_in_t0", "e2_eg_t0", "e2_eg_t1"]);
+    assert_eq!(names(&b, "delete", "set"), ["e1_in_t0_r0_p6", "e2_eg_t1_r0_p6"]);
+    assert!(!b.to_string().contains("\"@e1_in_t0_r0_p6\""), "{b}");
+    let c = cmds(&b);
+    let last_rule = c.iter().rposition(|x| x["add"].get("rule").is_some()).unwrap();
+    let first_set_del = c.iter().position(|x| x["delete"].get("set").is_some()).unwrap();
+    assert!(last_rule < first_set_del);
+    // The logged set keeps its (now empty) IPv6 half: it is not a run set.
+    let dels = verb_objects(&b, "delete", "element");
+    assert_eq!(dels.iter().map(|e| e["name"].clone()).collect::<Vec<_>>(), [json!("s1_6")]);
+
+    // And back: the sets are made before the rules that look them up.
+    let mut d = empty_delta(after.generation);
+    d.sets_changed.push(SetChange {
+        id: 1,
+        add_v4: vec![],
+        remove_v4: vec![],
+        add_v6: vec![ip6("fd00::", 64)],
+        remove_v6: vec![],
+    });
+    let (_, Plan::Incremental { batch: b, .. }) = delta::plan_update(&t, &after, d, 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
+    assert_eq!(names(&b, "add", "set"), ["e1_in_t0_r0_p6", "e2_eg_t1_r0_p6"]);
+    let c = cmds(&b);
+    let add_set = c.iter().rposition(|x| x["add"].get("set").is_some()).unwrap();
+    let first_rule = c.iter().position(|x| x["add"].get("rule").is_some()).unwrap();
+    assert!(add_set < first_rule);
+    assert!(chain_rules(&b, "e1_in_t0")
+        .iter()
+        .any(|r| r[0]["match"]["right"] == "@e1_in_t0_r0_p6"));
+}
+
+#[test]
+fn address_sets_exist_while_a_log_rule_names_them() {
+    use Action::*;
+    let t = Table::new("palisade");
+    let before = state(rule_set());
+    // e1 starts logging set 2: its sets are made before e1's rules.
+    let mut d = empty_delta(1);
+    d.policies_upserted.push(policy(
+        1,
+        Direction::Ingress,
+        vec![(vec![R(Log, Peer::Set(2), vec![]), R(Allow, Peer::Set(1), vec![])], NoMatch::Deny)],
+    ));
+    let (after, Plan::Incremental { batch: b, .. }) =
+        delta::plan_update(&t, &before, d, 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
+    assert_eq!(names(&b, "add", "set")[..2], ["s2_4", "s2_6"]);
+    let c = cmds(&b);
+    let add_s2 = c.iter().position(|x| x["add"]["set"]["name"] == "s2_4").unwrap();
+    let first_rule = c.iter().position(|x| x["add"].get("rule").is_some()).unwrap();
+    assert!(add_s2 < first_rule);
+    assert!(chain_rules(&b, "e1_in_t0").iter().any(|r| r[0]["match"]["right"] == "@s2_4"));
+    // Set 2 changes while logged: its own sets get the elements too.
+    let mut d = empty_delta(after.generation);
+    d.sets_changed.push(SetChange {
+        id: 2,
+        add_v4: vec![p4("10.0.0.5", 32)],
+        remove_v4: vec![],
+        add_v6: vec![],
+        remove_v6: vec![],
+    });
+    let (after2, Plan::Incremental { batch: b, .. }) =
+        delta::plan_update(&t, &after, d, 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
+    let adds: Vec<Value> = verb_objects(&b, "add", "element");
+    assert!(adds.iter().any(|e| e["name"] == "s2_4"), "{b}");
+    // e1 stops logging it: the sets go, after the rules that named them.
+    let mut d = empty_delta(after2.generation);
+    d.policies_upserted.push(policy(
+        1,
+        Direction::Ingress,
+        vec![(vec![R(Allow, Peer::Set(1), vec![])], NoMatch::Deny)],
+    ));
+    let (_, Plan::Incremental { batch: b, .. }) = delta::plan_update(&t, &after2, d, 1000).unwrap()
+    else {
+        panic!("expected an incremental plan")
+    };
+    assert_eq!(names(&b, "delete", "set"), ["s2_4", "s2_6"]);
+    let c = cmds(&b);
+    let last_rule = c.iter().rposition(|x| x["add"].get("rule").is_some()).unwrap();
+    let del_s2 = c.iter().position(|x| x["delete"]["set"]["name"] == "s2_4").unwrap();
+    assert!(last_rule < del_s2);
+    // Set 1 is still named by e3's log rule: it stays.
+    assert!(!names(&b, "delete", "set").contains(&"s1_4".to_string()));
 }
 
 #[test]
@@ -449,19 +576,12 @@ fn policy_upsert_flushes_refills_and_deletes_surplus_tiers_and_runs() {
     assert_eq!(names(&b, "add", "set"), ["e2_eg_t0_r0_p4", "e2_eg_t0_r0_p6"]);
     assert_eq!(
         names(&b, "delete", "set"),
-        [
-            "e2_eg_t0_r0_a4",
-            "e2_eg_t0_r0_a6",
-            "e2_eg_t0_r1_p4",
-            "e2_eg_t0_r1_p6",
-            "e2_eg_t1_r0_p4",
-            "e2_eg_t1_r0_p6"
-        ]
+        ["e2_eg_t0_r0_a4", "e2_eg_t0_r1_p4", "e2_eg_t0_r1_p6", "e2_eg_t1_r0_p4", "e2_eg_t1_r0_p6"]
     );
     assert_eq!(chain_rules(&b, "e2_eg_t0").len(), 3);
     // Nothing else: the verdict maps are unchanged; sets go after the chain.
     let c = cmds(&b);
-    assert_eq!(c.len(), 13);
+    assert_eq!(c.len(), 12);
     let del_chain = c.iter().position(|x| x["delete"].get("chain").is_some()).unwrap();
     let first_set_del = c.iter().position(|x| x["delete"].get("set").is_some()).unwrap();
     assert!(del_chain < first_set_del);
@@ -502,7 +622,7 @@ fn endpoint_and_policy_changes_are_verdict_map_elements_and_chains() {
 }
 
 #[test]
-fn removing_a_referenced_set_empties_runs_and_rewrites_log_rules_first() {
+fn removing_a_referenced_set_rewrites_its_log_rules_and_emptied_runs_first() {
     use Action::*;
     let mut rs = rule_set();
     rs.policies.push(policy(
@@ -526,15 +646,15 @@ fn removing_a_referenced_set_empties_runs_and_rewrites_log_rules_first() {
         panic!("expected an incremental plan")
     };
     let c = cmds(&b);
-    // e4 logs with `@s2_4`: rewritten. e2 only uses set 2 in a run: its
-    // run set loses the element, its chains stay.
-    assert_eq!(names(&b, "flush", "chain"), ["e4_in_t0"]);
-    assert!(!chain_rules(&b, "e4_in_t0").iter().any(|r| r.to_string().contains("@s2_")));
-    assert_eq!(names(&b, "delete", "set"), ["s2_4", "s2_6"]);
-    let dels = verb_objects(&b, "delete", "element");
-    let del_names: Vec<&str> = dels.iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(del_names, ["e2_eg_t0_r0_a4", "e4_in_t0_r0_a4"]);
-    assert!(dels.iter().all(|e| e["elem"] == json!([any(json!("10.0.0.4"))])));
+    // e4 logs with `@s2_4`: rewritten. e2 and e4 have a run holding set 2
+    // alone: its run set empties, so they are rewritten without it too.
+    assert_eq!(names(&b, "flush", "chain"), ["e2_eg_t0", "e2_eg_t1", "e4_in_t0"]);
+    assert!(!b.to_string().contains("\"@s2_"), "{b}");
+    for gone in ["@e2_eg_t0_r0_a4", "@e4_in_t0_r0_a4"] {
+        assert!(!b.to_string().contains(&format!("\"{gone}\"")), "{b}");
+    }
+    assert_eq!(names(&b, "delete", "set"), ["e2_eg_t0_r0_a4", "e4_in_t0_r0_a4", "s2_4", "s2_6"]);
+    assert!(verb_objects(&b, "delete", "element").is_empty());
     let last_rule =
         c.iter().rposition(|x| x.get("add").and_then(|a| a.get("rule")).is_some()).unwrap();
     let first_set_del =

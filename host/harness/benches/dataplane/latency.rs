@@ -96,8 +96,11 @@ pub(crate) fn latency(policies: usize, changes: usize, backend: &str) -> Result<
         );
     }
     if recorder.is_some() {
-        let nft_rules = count_nft_rules(&lab.node_netns())?;
-        println!("  kernel: {nft_rules} rules in table inet {TABLE}");
+        let k = count_nft_objects(&lab.node_netns())?;
+        println!(
+            "  kernel: {} rules, {} chains, {} named sets and maps, {} anonymous sets in table inet {TABLE}",
+            k.rules, k.chains, k.sets, k.anonymous
+        );
     }
 
     // The changes, alternately: a port of a policy that selects a pod of
@@ -244,10 +247,31 @@ pub(crate) fn nft_floor(recorder: &Recorder, plugin: &str, n: usize) -> Result<f
     Ok(percentile(&sorted(times), 50.0))
 }
 
-pub(crate) fn count_nft_rules(netns: &Path) -> Result<usize, Error> {
+/// What the table holds in the kernel: every set counts in the cost of an
+/// nft call (libnftables reads every set's definition before a command).
+pub(crate) struct NftObjects {
+    pub(crate) rules: usize,
+    pub(crate) chains: usize,
+    pub(crate) sets: usize,
+    pub(crate) anonymous: usize,
+}
+
+pub(crate) fn count_nft_objects(netns: &Path) -> Result<NftObjects, Error> {
     let netns = netns.to_path_buf();
     let out = palisade_netns::run_in(&netns, || {
         std::process::Command::new("nft").args(["-a", "list", "table", "inet", TABLE]).output()
     })??;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("# handle")).count())
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines = || text.lines().map(str::trim_start);
+    let header =
+        |l: &str| l.starts_with("chain ") || l.starts_with("set ") || l.starts_with("map ");
+    // Chain and set headers carry a handle too.
+    let rules: Vec<&str> = lines().filter(|l| l.contains("# handle") && !header(l)).collect();
+    Ok(NftObjects {
+        rules: rules.len(),
+        chains: lines().filter(|l| l.starts_with("chain ")).count(),
+        sets: lines().filter(|l| l.starts_with("set ") || l.starts_with("map ")).count(),
+        // An anonymous set is a `{ ... }` literal inside a rule.
+        anonymous: rules.iter().filter(|l| l.contains(" { ")).count(),
+    })
 }

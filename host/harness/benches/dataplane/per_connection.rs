@@ -361,7 +361,7 @@ pub(crate) fn per_connection() -> Result<(), Error> {
                     match recorder {
                         Some(recorder) => println!(
                             "  {name}: programmed in {took:.2} s ({} nft rules in the kernel, batch {:.1} MB)",
-                            count_nft_rules(&lab.node_netns())?,
+                            count_nft_objects(&lab.node_netns())?.rules,
                             recorder.take().iter().map(|b| b.bytes).sum::<usize>() as f64 / 1e6
                         ),
                         None => println!("  {name}: programmed in {took:.2} s"),

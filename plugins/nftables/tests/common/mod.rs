@@ -137,7 +137,13 @@ pub fn rule_set() -> RuleSet {
             policy(
                 3,
                 Direction::Ingress,
-                vec![(vec![R(Allow, Peer::Set(3), vec![(Udp, 1, 65535)])], NoMatch::Deny)],
+                vec![(
+                    vec![
+                        R(Log, Peer::Set(1), vec![]),
+                        R(Allow, Peer::Set(3), vec![(Udp, 1, 65535)]),
+                    ],
+                    NoMatch::Deny,
+                )],
             ),
         ],
         origins: vec![origin()],
