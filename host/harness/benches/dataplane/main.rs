@@ -20,12 +20,19 @@
 //! connections per second and request/response latency on one established
 //! connection, with no table, with an empty table, with a cluster-sized rule
 //! set where the server's chain is short, and with the server subject to
-//! 10,000 rules (its allowing rule last), alternated to cancel drift.
+//! 10,000 rules (its allowing rule last), alternated to cancel drift. Then
+//! round trips alone, finely paired: short runs alternating no table and
+//! each configuration but the cluster, the client and its server worker
+//! pinned to one CPU, idle states polling (PM QoS) while measuring.
 //!
 //! Knobs (environment): `PALISADE_BENCH_BACKENDS` (default
 //! `nftables,ebpf`), `PALISADE_BENCH_CHANGES` (changes of each kind per
 //! size, default 100), `PALISADE_BENCH_CONNECTIONS` (default 20,000),
-//! `PALISADE_BENCH_ROUND_TRIPS` (default 20,000), `PALISADE_BENCH_ROUNDS`
+//! `PALISADE_BENCH_ROUND_TRIPS` (default 20,000), `PALISADE_BENCH_RT_PAIRS`
+//! (paired round-trip runs per configuration, default 40; 0: none),
+//! `PALISADE_BENCH_RT_PAIR_TRIPS` (round trips per run, default 3,000),
+//! `PALISADE_BENCH_IDLE_POLL` (default 1; 0 leaves idle states alone),
+//! `PALISADE_BENCH_ROUNDS`
 //! (alternations, default 3), `PALISADE_BENCH_CLIENTS` (client threads,
 //! default 2), `PALISADE_BENCH_CLUSTER_RULES` (rules in force in the
 //! per-connection `cluster` rule set, default 10,000: the fewest policies

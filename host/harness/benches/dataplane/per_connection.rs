@@ -105,15 +105,23 @@ pub(crate) fn start_server(
                 let Ok((mut conn, _)) = listener.accept() else { continue };
                 let _ = conn.set_nodelay(true);
                 let mut buf = [0u8; 64];
+                let mut pinned = false;
                 loop {
                     match conn.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
+                            // The round-trip client asks to share its CPU.
+                            if !pinned && &buf[..n] == PIN {
+                                pinned = pin_to(Some(RT_CPU));
+                            }
                             if conn.write_all(&buf[..n]).is_err() {
                                 break;
                             }
                         }
                     }
+                }
+                if pinned {
+                    pin_to(None);
                 }
             }
         }));
@@ -144,6 +152,28 @@ impl Drop for Server {
 }
 
 pub(crate) const REQUEST: &[u8] = b"ping1234";
+/// The round-trip client's first message: the server worker moves to the
+/// client's CPU for the connection.
+pub(crate) const PIN: &[u8] = b"pin-cpu!";
+/// The CPU of the round-trip client and its server worker: the whole round
+/// trip (both sockets, the veth hops, the node's forwarding) runs on it, so
+/// the measurement is the path's CPU cost, not cross-CPU wake-ups.
+pub(crate) const RT_CPU: usize = 0;
+
+/// Pins the calling thread to `cpu`, or lets it run anywhere again.
+pub(crate) fn pin_to(cpu: Option<usize>) -> bool {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    let ok = match cpu {
+        Some(c) => set.set(c).is_ok(),
+        None => {
+            let all = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+            (0..all).all(|c| set.set(c).is_ok())
+        }
+    };
+    ok && sched_setaffinity(Pid::from_raw(0), &set).is_ok()
+}
 
 /// One connection: connect, a request of 8 bytes, its echo, close.
 pub(crate) fn one_connection(addr: &SocketAddr) -> std::io::Result<()> {
@@ -163,6 +193,33 @@ pub(crate) enum Config<'a> {
     Raw(&'a str),
     /// The plugin's table for a rule set.
     Rules(&'a palisade_model::RuleSet),
+}
+
+/// The enforcers of the per-connection bench, by backend.
+type Enforcers = BTreeMap<String, (Enforcer, Option<Arc<Recorder>>, String)>;
+
+/// Removes every backend's table or programs, then puts `config` of
+/// `backend` in force; returns how long programming a rule set took.
+fn put_in_force(
+    enforcers: &mut Enforcers,
+    backend: &str,
+    config: &Config,
+) -> Result<Option<Duration>, Error> {
+    for (e, _, _) in enforcers.values_mut() {
+        e.reset()?;
+    }
+    match (config, enforcers.get_mut(backend)) {
+        (Config::Raw(batch), Some((_, Some(recorder), plugin))) => {
+            recorder.inner.apply(plugin, batch)?;
+            Ok(None)
+        }
+        (Config::Rules(rules), Some((enforcer, _, _))) => {
+            let t0 = Instant::now();
+            enforcer.program(rules, &Delta::default())?;
+            Ok(Some(t0.elapsed()))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// One configuration's run: connections, and the round trips' (p50, p99).
@@ -216,9 +273,12 @@ pub(crate) fn round_trips(
     trips: usize,
 ) -> Result<(f64, f64), Error> {
     let times = palisade_netns::run_in(client_ns, move || {
+        pin_to(Some(RT_CPU));
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         s.set_nodelay(true)?;
         let mut buf = [0u8; 8];
+        s.write_all(PIN)?;
+        s.read_exact(&mut buf)?;
         let mut times = Vec::with_capacity(trips);
         for _ in 0..trips {
             let t0 = Instant::now();
@@ -321,6 +381,26 @@ pub(crate) fn per_connection() -> Result<(), Error> {
         ],
         ..LabSpec::default()
     };
+    // Round trips on this VM are dominated by waking halted vCPUs (tens of
+    // µs, more than the network path): ask the idle governor to poll
+    // instead (PM QoS, held while the file is open), as latency benchmarks
+    // do, so the path's own cost shows. PALISADE_BENCH_IDLE_POLL=0: don't.
+    let _idle_poll = if env_usize("PALISADE_BENCH_IDLE_POLL", 1) == 1 {
+        let held = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/cpu_dma_latency")
+            .and_then(|mut f| f.write_all(&0i32.to_ne_bytes()).map(|()| f));
+        match &held {
+            Ok(_) => {
+                println!("idle states: polling only (/dev/cpu_dma_latency = 0 while measuring)")
+            }
+            Err(e) => println!("idle states: as configured (/dev/cpu_dma_latency: {e})"),
+        }
+        held.ok()
+    } else {
+        println!("idle states: as configured (PALISADE_BENCH_IDLE_POLL=0)");
+        None
+    };
     let lab = Lab::up(&spec)?;
     let client_ns = lab.endpoint("bench/client").ok_or("no client")?.netns_path();
     let server_ns = lab.endpoint("bench/server").ok_or("no server")?.netns_path();
@@ -330,7 +410,7 @@ pub(crate) fn per_connection() -> Result<(), Error> {
     let server = start_server(&server_ns, &client_ns, 4)?;
     let addr = server.addr;
     let engine = PluginEngine::new(Default::default())?;
-    let mut enforcers = BTreeMap::new();
+    let mut enforcers = Enforcers::new();
     for b in backends() {
         let (e, recorder, plugin) = enforcer(&engine, lab.node_netns(), &b)?;
         enforcers.insert(b, (e, recorder, plugin));
@@ -342,30 +422,17 @@ pub(crate) fn per_connection() -> Result<(), Error> {
     let mut results: BTreeMap<usize, Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
         for (c, (backend, config, rules)) in configs.iter().enumerate() {
-            for (e, _, _) in enforcers.values_mut() {
-                e.reset()?;
-            }
             let name = format!("{backend} {config}");
-            if let (Config::Raw(batch), Some((_, Some(recorder), plugin))) =
-                (rules, enforcers.get(backend))
-            {
-                recorder.inner.apply(plugin, batch)?;
-            }
-            if let (Config::Rules(rules), Some((enforcer, recorder, _))) =
-                (rules, enforcers.get_mut(backend))
-            {
-                let t0 = Instant::now();
-                enforcer.program(rules, &Delta::default())?;
-                if round == 0 {
-                    let took = t0.elapsed().as_secs_f64();
-                    match recorder {
-                        Some(recorder) => println!(
-                            "  {name}: programmed in {took:.2} s ({} nft rules in the kernel, batch {:.1} MB)",
-                            count_nft_objects(&lab.node_netns())?.rules,
-                            recorder.take().iter().map(|b| b.bytes).sum::<usize>() as f64 / 1e6
-                        ),
-                        None => println!("  {name}: programmed in {took:.2} s"),
-                    }
+            let took = put_in_force(&mut enforcers, backend, rules)?;
+            if let (0, Some(took)) = (round, took) {
+                match enforcers.get(backend).and_then(|e| e.1.as_ref()) {
+                    Some(recorder) => println!(
+                        "  {name}: programmed in {:.2} s ({} nft rules in the kernel, batch {:.1} MB)",
+                        took.as_secs_f64(),
+                        count_nft_objects(&lab.node_netns())?.rules,
+                        recorder.take().iter().map(|b| b.bytes).sum::<usize>() as f64 / 1e6
+                    ),
+                    None => println!("  {name}: programmed in {:.2} s", took.as_secs_f64()),
                 }
             }
             let conn = connections(&client_ns, addr, count, clients)?;
@@ -375,6 +442,48 @@ pub(crate) fn per_connection() -> Result<(), Error> {
                 conn.per_second, conn.p50_us, conn.p99_us, rt.0, rt.1
             );
             results.entry(c).or_default().push((conn, rt));
+        }
+    }
+
+    // Round trips, finely paired: short runs alternating no table and one
+    // configuration (the order flipped every pair), so the machine's drift,
+    // larger than the effect, cancels out pair by pair. The cluster is left
+    // out (programming it takes seconds).
+    let pairs = env_usize("PALISADE_BENCH_RT_PAIRS", 40);
+    let pair_trips = env_usize("PALISADE_BENCH_RT_PAIR_TRIPS", 3_000);
+    if pairs > 0 {
+        println!(
+            "round trips paired with no policy: {pairs} pairs of {pair_trips} round trips each (median of the pairs' p50 differences; 95% interval of that median):"
+        );
+        for (backend, config, rules) in configs.iter().skip(1).filter(|c| c.1 != "cluster") {
+            let mut diffs = Vec::with_capacity(pairs);
+            for i in 0..pairs {
+                let (mut none, mut with) = (0.0, 0.0);
+                for policy_first in [i % 2 == 1, i % 2 == 0] {
+                    if policy_first {
+                        put_in_force(&mut enforcers, backend, rules)?;
+                        with = round_trips(&client_ns, addr, pair_trips)?.0;
+                    } else {
+                        put_in_force(&mut enforcers, backend, &Config::None)?;
+                        none = round_trips(&client_ns, addr, pair_trips)?.0;
+                    }
+                }
+                diffs.push((with / none - 1.0) * 100.0);
+            }
+            let d = sorted(diffs);
+            // Order statistics around the median: a distribution-free 95%
+            // interval for it (ranks n/2 ± 0.98 √n).
+            let n = d.len() as f64;
+            let half = 0.98 * n.sqrt();
+            let lo = ((n / 2.0 - half).floor().max(1.0)) as usize;
+            let hi = ((n / 2.0 + half).ceil().min(n)) as usize;
+            println!(
+                "  {:>20}: round trip p50 {:+.1}% ({:+.1}..{:+.1}%)",
+                format!("{backend} {config}"),
+                percentile(&d, 50.0),
+                d[lo - 1],
+                d[hi - 1]
+            );
         }
     }
     for (e, _, _) in enforcers.values_mut() {
@@ -401,6 +510,23 @@ pub(crate) fn per_connection() -> Result<(), Error> {
             med(&|r| r.0.p99_us),
             (rt50 / base_rt - 1.0) * 100.0,
             med(&|r| r.1 .1),
+        );
+    }
+    // Paired: each round's figure against the same round's no-policy one
+    // (the rounds drift together, so this cancels most of the drift).
+    println!("paired with the same round's no policy (median of {rounds} rounds, quartiles):");
+    for (c, (backend, config, _)) in configs.iter().enumerate().skip(1) {
+        let name = format!("{backend} {config}");
+        let ratio = |f: &dyn Fn(&Measured) -> f64| {
+            let v: Vec<f64> =
+                results[&c].iter().zip(base).map(|(r, b)| (f(r) / f(b) - 1.0) * 100.0).collect();
+            let v = sorted(v);
+            (percentile(&v, 50.0), percentile(&v, 25.0), percentile(&v, 75.0))
+        };
+        let (c50, c25, c75) = ratio(&|r| r.0.per_second);
+        let (t50, t25, t75) = ratio(&|r| r.1 .0);
+        println!(
+            "  {name:>20}: connections/s {c50:+.1}% ({c25:+.1}..{c75:+.1}); round trip p50 {t50:+.1}% ({t25:+.1}..{t75:+.1})"
         );
     }
     lab.down()?;
