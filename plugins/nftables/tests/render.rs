@@ -403,6 +403,18 @@ fn plan(d: palisade_plugin_sdk::types::Delta, threshold: usize) -> Plan {
     delta::plan_update(&t, &state(rule_set()), d, threshold).unwrap().1
 }
 
+/// The state after `d` and the incremental batch taking the table there
+/// from `before` (a full replace fails the test).
+fn incremental_from(
+    before: &palisade_plugin_sdk::AppliedState,
+    d: palisade_plugin_sdk::types::Delta,
+) -> (palisade_plugin_sdk::AppliedState, Value) {
+    match delta::plan_update(&Table::new("palisade"), before, d, 1000).unwrap() {
+        (after, Plan::Incremental { batch, .. }) => (after, batch),
+        (_, Plan::Full { reason }) => panic!("full replace: {reason}"),
+    }
+}
+
 fn incremental(d: palisade_plugin_sdk::types::Delta) -> Value {
     match plan(d, 1000) {
         Plan::Incremental { batch, .. } => batch,
@@ -453,7 +465,6 @@ fn set_change_is_element_deletes_then_adds_in_the_set_and_its_runs() {
 fn run_set_that_empties_or_fills_rewrites_its_policy() {
     // Set 1 loses its only IPv6 prefix: e1's and e2's `p6` run sets empty,
     // so their lookups go (the policies are rewritten) and the sets after.
-    let t = Table::new("palisade");
     let before = state(rule_set());
     let mut d = empty_delta(1);
     d.sets_changed.push(SetChange {
@@ -463,11 +474,7 @@ fn run_set_that_empties_or_fills_rewrites_its_policy() {
         add_v6: vec![],
         remove_v6: vec![ip6("fd00::", 64)],
     });
-    let (after, Plan::Incremental { batch: b, .. }) =
-        delta::plan_update(&t, &before, d, 1000).unwrap()
-    else {
-        panic!("expected an incremental plan")
-    };
+    let (after, b) = incremental_from(&before, d);
     assert_eq!(names(&b, "flush", "chain"), ["e1_in_t0", "e2_eg_t0", "e2_eg_t1"]);
     assert_eq!(names(&b, "delete", "set"), ["e1_in_t0_r0_p6", "e2_eg_t1_r0_p6"]);
     assert!(!b.to_string().contains("\"@e1_in_t0_r0_p6\""), "{b}");
@@ -488,10 +495,7 @@ fn run_set_that_empties_or_fills_rewrites_its_policy() {
         add_v6: vec![ip6("fd00::", 64)],
         remove_v6: vec![],
     });
-    let (_, Plan::Incremental { batch: b, .. }) = delta::plan_update(&t, &after, d, 1000).unwrap()
-    else {
-        panic!("expected an incremental plan")
-    };
+    let (_, b) = incremental_from(&after, d);
     assert_eq!(names(&b, "add", "set"), ["e1_in_t0_r0_p6", "e2_eg_t1_r0_p6"]);
     let c = cmds(&b);
     let add_set = c.iter().rposition(|x| x["add"].get("set").is_some()).unwrap();
@@ -505,7 +509,6 @@ fn run_set_that_empties_or_fills_rewrites_its_policy() {
 #[test]
 fn address_sets_exist_while_a_log_rule_names_them() {
     use Action::*;
-    let t = Table::new("palisade");
     let before = state(rule_set());
     // e1 starts logging set 2: its sets are made before e1's rules.
     let mut d = empty_delta(1);
@@ -514,11 +517,7 @@ fn address_sets_exist_while_a_log_rule_names_them() {
         Direction::Ingress,
         vec![(vec![R(Log, Peer::Set(2), vec![]), R(Allow, Peer::Set(1), vec![])], NoMatch::Deny)],
     ));
-    let (after, Plan::Incremental { batch: b, .. }) =
-        delta::plan_update(&t, &before, d, 1000).unwrap()
-    else {
-        panic!("expected an incremental plan")
-    };
+    let (after, b) = incremental_from(&before, d);
     assert_eq!(names(&b, "add", "set")[..2], ["s2_4", "s2_6"]);
     let c = cmds(&b);
     let add_s2 = c.iter().position(|x| x["add"]["set"]["name"] == "s2_4").unwrap();
@@ -534,11 +533,7 @@ fn address_sets_exist_while_a_log_rule_names_them() {
         add_v6: vec![],
         remove_v6: vec![],
     });
-    let (after2, Plan::Incremental { batch: b, .. }) =
-        delta::plan_update(&t, &after, d, 1000).unwrap()
-    else {
-        panic!("expected an incremental plan")
-    };
+    let (after2, b) = incremental_from(&after, d);
     let adds: Vec<Value> = verb_objects(&b, "add", "element");
     assert!(adds.iter().any(|e| e["name"] == "s2_4"), "{b}");
     // e1 stops logging it: the sets go, after the rules that named them.
@@ -548,10 +543,7 @@ fn address_sets_exist_while_a_log_rule_names_them() {
         Direction::Ingress,
         vec![(vec![R(Allow, Peer::Set(1), vec![])], NoMatch::Deny)],
     ));
-    let (_, Plan::Incremental { batch: b, .. }) = delta::plan_update(&t, &after2, d, 1000).unwrap()
-    else {
-        panic!("expected an incremental plan")
-    };
+    let (_, b) = incremental_from(&after2, d);
     assert_eq!(names(&b, "delete", "set"), ["s2_4", "s2_6"]);
     let c = cmds(&b);
     let last_rule = c.iter().rposition(|x| x["add"].get("rule").is_some()).unwrap();
@@ -641,10 +633,7 @@ fn removing_a_referenced_set_rewrites_its_log_rules_and_emptied_runs_first() {
     assert!(render::full(&t, &before).to_string().contains("@s2_4"));
     let mut d = empty_delta(1);
     d.sets_removed.push(2);
-    let (_, Plan::Incremental { batch: b, .. }) = delta::plan_update(&t, &before, d, 1000).unwrap()
-    else {
-        panic!("expected an incremental plan")
-    };
+    let (_, b) = incremental_from(&before, d);
     let c = cmds(&b);
     // e4 logs with `@s2_4`: rewritten. e2 and e4 have a run holding set 2
     // alone: its run set empties, so they are rewritten without it too.
