@@ -8,14 +8,32 @@
 //! first entered the namespace, and runs every command there: the context's
 //! netlink socket and cache stay in that namespace for the dataplane's life.
 //! The thread ends when the [`LibNft`] is dropped.
+//!
+//! libnftables keeps process-wide state besides its contexts (datatype and
+//! protocol tables, the parsers' helpers), and two contexts used at once from
+//! two threads corrupt each other: two dataplanes applying and listing side
+//! by side (the plugin's netns tests) listed a three-field set key as two
+//! fields about one run in five. Every call into the library therefore takes
+//! one process-wide lock ([`LIBRARY_LOCK`]); contexts still live on their own
+//! threads (each in its namespace), they just never run at the same time.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 
 /// The shared object the context is loaded from (Debian: package
 /// `libnftables1`, a dependency of `nftables`).
 pub const LIBRARY: &str = "libnftables.so.1";
+
+/// Held around every call into libnftables, whichever context (see the
+/// module docs).
+static LIBRARY_LOCK: Mutex<()> = Mutex::new(());
+
+/// The library lock (a panic while it was held poisons nothing the library
+/// relies on: the guard protects no Rust data).
+fn library_lock() -> MutexGuard<'static, ()> {
+    LIBRARY_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// `NFT_CTX_OUTPUT_JSON`: JSON output, and JSON input is tried first.
 const NFT_CTX_OUTPUT_JSON: c_uint = 1 << 4;
@@ -146,6 +164,7 @@ impl Context {
                 *library.get::<RunCmd>(b"nft_run_cmd_from_buffer\0").map_err(load)?,
             )
         };
+        let _lock = library_lock();
         // SAFETY: NFT_CTX_DEFAULT (0) is the documented flag value.
         let ctx = unsafe { new(0) };
         if ctx.is_null() {
@@ -167,6 +186,7 @@ impl Context {
         // SAFETY: the context is live; `command` is NUL-terminated and
         // outlives the call; the buffers are read (and copied) before the
         // next call on this thread can reuse them.
+        let _lock = library_lock();
         unsafe {
             let rc = (self.run_cmd)(self.ctx, command.as_ptr());
             let output = copy((self.output)(self.ctx));
@@ -197,6 +217,7 @@ impl Drop for Context {
     fn drop(&mut self) {
         // SAFETY: freed once, on the thread that created it, before the
         // library is unloaded (fields drop after this body).
+        let _lock = library_lock();
         unsafe { (self.free)(self.ctx) }
     }
 }

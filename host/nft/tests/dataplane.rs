@@ -456,3 +456,71 @@ fn every_refusal_names_the_plugin_command_and_table_and_changes_nothing() {
     assert_eq!(ns.ruleset(), before, "a refused call changed the ruleset");
     assert_eq!(root_tables(), root, "the machine's own namespace changed");
 }
+
+/// A table with a three-field interval set (`ADDR . PROTO . PORT`), as the
+/// nftables plugin makes them.
+fn concat_batch(elements: usize) -> Value {
+    let t = json!({"family": "inet", "name": "palisade"});
+    let elem: Vec<Value> = (0..elements)
+        .map(|i| {
+            json!({"concat": [{"prefix": {"addr": format!("10.{}.0.0", i % 250), "len": 16}},
+            "tcp", {"range": [1000 + i, 1000 + i]}]})
+        })
+        .collect();
+    json!({"nftables": [
+        {"add": {"table": t}},
+        {"delete": {"table": t}},
+        {"add": {"table": t}},
+        {"add": {"set": {"family": "inet", "table": "palisade", "name": "run",
+            "type": ["ipv4_addr", "inet_proto", "inet_service"], "flags": ["interval"],
+            "elem": elem}}},
+        {"add": {"chain": {"family": "inet", "table": "palisade", "name": "ep1-in"}}},
+        {"add": {"rule": {"family": "inet", "table": "palisade", "chain": "ep1-in",
+            "expr": [{"match": {"op": "==", "left": {"concat": [
+                {"payload": {"protocol": "ip", "field": "saddr"}},
+                {"meta": {"key": "l4proto"}},
+                {"payload": {"protocol": "th", "field": "dport"}}]}, "right": "@run"}},
+                {"accept": null}]}}}
+    ]})
+}
+
+/// libnftables keeps process-wide state: dataplanes applying and listing on
+/// several threads at once must still list exactly what they applied (they
+/// listed a three-field key as two fields about one run in five before every
+/// library call took one process-wide lock).
+#[test]
+fn dataplanes_on_several_threads_list_what_they_applied() {
+    let root = root_tables();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let ns = Netns::new();
+                let nft = dataplane(&ns, grants("p", &["inet palisade"]));
+                for round in 0..100 {
+                    let n = 1 + (w * 7 + round) % 20;
+                    nft.apply_batch("p", &concat_batch(n).to_string()).expect("applies");
+                    let listed: Value =
+                        serde_json::from_str(&nft.list_table("p", "inet", "palisade").unwrap())
+                            .unwrap();
+                    let set = listed["nftables"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find_map(|i| i.get("set"))
+                        .cloned()
+                        .expect("the set is listed");
+                    assert_eq!(
+                        set["type"],
+                        json!(["ipv4_addr", "inet_proto", "inet_service"]),
+                        "worker {w} round {round}: {set}"
+                    );
+                    assert_eq!(set["elem"].as_array().map(Vec::len), Some(n), "{set}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a worker failed");
+    }
+    assert_eq!(root_tables(), root, "the machine's own namespace changed");
+}
