@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod support;
 
-use support::{allowed, eventually, pods_yaml, shop_lab, write, Daemon, DENY, NS};
+use support::{allowed, eventually, palisade_run, pods_yaml, shop_lab, write, Daemon, DENY, NS};
 
 #[test]
 fn run_enforces_the_watched_directory_on_the_wire_and_follows_its_changes() {
@@ -18,18 +18,11 @@ fn run_enforces_the_watched_directory_on_the_wire_and_follows_its_changes() {
     write(dir.path(), "pods.yaml", &pods_yaml("10.77.0.1", "10.77.0.2"));
     assert!(allowed(&lab), "no policy: open");
 
-    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["run", "--plugin", "nftables", "--source"])
-        .arg(format!("dir:{}", dir.path().display()))
-        .arg("--netns")
-        .arg(lab.node_netns())
-        .arg("--reset-on-exit")
-        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
+    let mut daemon = Daemon::spawn(palisade_run(
+        &["--plugin", "nftables", "--source", &format!("dir:{}", dir.path().display())],
+        &lab.node_netns(),
+        "palisade-cli-test-cache",
+    ));
 
     write(dir.path(), "deny.yaml", DENY);
     assert!(eventually(&lab, false, Duration::from_secs(10)), "the new policy isolates web");
@@ -39,10 +32,7 @@ fn run_enforces_the_watched_directory_on_the_wire_and_follows_its_changes() {
     assert!(eventually(&lab, false, Duration::from_secs(10)), "and again");
 
     // Stop: with --reset-on-exit the table goes, and traffic flows again.
-    let _ = Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status();
-    let status = daemon.0.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = daemon.stop_and_read();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("programmed generation 1"), "{stderr}");
     assert!(allowed(&lab), "reset on exit removed the rules");

@@ -5,13 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{allowed, eventually, pods_yaml, shop_lab, write, Daemon, DENY, NS};
+use support::{allowed, eventually, palisade_run, pods_yaml, shop_lab, write, Daemon, DENY, NS};
 
 #[test]
 fn run_with_ebpf_enforces_the_watched_directory_on_the_wire_and_follows_its_changes() {
@@ -21,18 +21,11 @@ fn run_with_ebpf_enforces_the_watched_directory_on_the_wire_and_follows_its_chan
     write(dir.path(), "pods.yaml", &pods_yaml("10.78.0.1", "10.78.0.2"));
     assert!(allowed(&lab), "no policy: open");
 
-    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["run", "--plugin", "ebpf", "--source"])
-        .arg(format!("dir:{}", dir.path().display()))
-        .arg("--netns")
-        .arg(lab.node_netns())
-        .arg("--reset-on-exit")
-        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache-ebpf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
+    let mut daemon = Daemon::spawn(palisade_run(
+        &["--plugin", "ebpf", "--source", &format!("dir:{}", dir.path().display())],
+        &lab.node_netns(),
+        "palisade-cli-test-cache-ebpf",
+    ));
     // The daemon's stderr, collected as it comes: the first programming
     // waits for the plugin's compilation when the cache is cold.
     let said = Arc::new(Mutex::new(String::new()));
@@ -65,8 +58,7 @@ fn run_with_ebpf_enforces_the_watched_directory_on_the_wire_and_follows_its_chan
     assert!(eventually(&lab, false, Duration::from_secs(10)), "and again");
 
     // Stop: the programs and their links go with the daemon.
-    let _ = Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status();
-    let status = daemon.0.wait().unwrap();
+    let status = daemon.stop();
     reader.join().unwrap();
     let stderr = said.lock().unwrap().clone();
     assert!(status.success(), "{stderr}");

@@ -10,12 +10,12 @@
 mod fake_api;
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fake_api::FakeApi;
 use serde_json::json;
-use support::{allowed, eventually, shop_lab, Daemon};
+use support::{allowed, eventually, palisade_run, shop_lab, Daemon};
 
 fn pod(name: &str, ip: &str, ports: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -46,18 +46,15 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     .unwrap();
     assert!(allowed(&lab), "no policy: open");
 
-    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["run", "--source", "kube", "--plugin", "nftables", "--node", "lab-node"])
-        .args(["--health-addr", "127.0.0.1:0", "--reset-on-exit", "--log", "info", "--netns"])
-        .arg(lab.node_netns())
+    let mut cmd = palisade_run(
+        &["--source", "kube", "--plugin", "nftables", "--node", "lab-node"],
+        &lab.node_netns(),
+        "palisade-cli-test-cache",
+    );
+    cmd.args(["--health-addr", "127.0.0.1:0", "--log", "info"])
         .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    let mut daemon = Daemon::spawn(cmd);
 
     api.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "deny-web", "namespace": "shop"},
@@ -78,10 +75,7 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("shop"), "deny-web");
     assert!(eventually(&lab, true, Duration::from_secs(15)), "deleting it lifts the isolation");
 
-    let _ = Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status();
-    let status = daemon.0.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = daemon.stop_and_read();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("ready"), "{stderr}");
     // One log line per change of state of the API server's reachability.

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use palisade_lab::{Lab, LabPod, LabSpec, ProbeRequest};
@@ -34,6 +34,42 @@ spec: {{containers: [{{name: client}}]}}
 status: {{podIP: {client_ip}}}
 "
     )
+}
+
+/// `palisade run ARGS --netns NETNS --reset-on-exit`, stdout discarded,
+/// stderr piped, with a plugin cache of its own (`cache`, under the
+/// temporary directory); add environment before [`Daemon::spawn`].
+pub fn palisade_run(args: &[&str], netns: &Path, cache: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
+    cmd.arg("run")
+        .args(args)
+        .arg("--netns")
+        .arg(netns)
+        .arg("--reset-on-exit")
+        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join(cache))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+impl Daemon {
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        Daemon(cmd.spawn().unwrap())
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        self.0.wait().unwrap()
+    }
+
+    /// [`Daemon::stop`], then everything the daemon wrote to stderr.
+    pub fn stop_and_read(&mut self) -> (ExitStatus, String) {
+        let status = self.stop();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(self.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
 }
 
 /// Stops the daemon on every exit path (SIGTERM, then SIGKILL after 5 s).
