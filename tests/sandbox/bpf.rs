@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use palisade_bpf::{BpfDataplane, BpfLimits};
+use palisade_bpf::{BpfDataplane, BpfLimits, Pinning};
 use palisade_plugin_host::{Backoff, Capabilities, Grants, Limits, Supervisor};
 use palisade_tests::{engine, plugin_bytes, rule_set};
 
@@ -172,4 +172,108 @@ fn a_plugin_without_the_grant_reaches_nothing() {
     let err = sup.apply(&rule_set(1, &["hostile/bpf-oversized"])).expect_err("refused").to_string();
     assert!(err.contains("load: refused: bpf capability: plugin `palisade_fixture_hostile` is not granted the eBPF dataplane"), "{err}");
     assert_eq!(dp.held(), (0, 0));
+}
+
+/// A private bpffs on a temporary directory, unmounted (every pin in it
+/// with it) on every exit path.
+struct Bpffs(PathBuf);
+
+impl Bpffs {
+    fn mount() -> Bpffs {
+        let dir = std::env::temp_dir().join(
+            format!(
+                "palisade-sandbox-bpffs-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            )
+            .replace(['(', ')'], ""),
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir).status().unwrap();
+        assert!(ok.success(), "mount bpffs on {}", dir.display());
+        Bpffs(dir)
+    }
+
+    /// The files under the plugin's pin directory, relative to it.
+    fn files(&self, dp: &BpfDataplane, plugin: &str) -> Vec<String> {
+        let Some(dir) = dp.pin_dir(plugin) else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.strip_prefix(&dir).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn pinned_state_outlives_its_dataplane_and_the_next_one_adopts_it_and_sweeps_the_rest() {
+    let netns = Netns::new(&["10.0.0.1", "10.0.0.2"]);
+    let fs = Bpffs::mount();
+    let pinned = || {
+        Arc::new(
+            BpfDataplane::pinned(
+                Some(netns.path.clone()),
+                &[EBPF],
+                BpfLimits::default(),
+                Pinning::new(&fs.0, "0.1.0"),
+            )
+            .unwrap(),
+        )
+    };
+    let dp = pinned();
+    let mut sup = start(EBPF, &dp);
+    sup.apply(&rule_set(1, &["ns/a", "ns/b"])).unwrap();
+    let files = fs.files(&dp, EBPF);
+    let links: Vec<&String> = files.iter().filter(|f| f.starts_with("links/")).collect();
+    assert_eq!(links.len(), 4, "both programs on both endpoints, pinned: {files:?}");
+    assert!(files.iter().any(|f| f.ends_with("/map_pl_endpoints")), "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with("/prog_pl_ingress")), "{files:?}");
+    // The process ends (its descriptors close): the pins keep everything.
+    drop(sup);
+    drop(dp);
+    let programs = Command::new("bpftool").args(["prog", "show"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&programs.stdout).contains(" name pl_ingress "));
+
+    // The next one: one endpoint fewer. It takes the first endpoint's two
+    // links over, detaches the other two, and sweeps the second endpoint's
+    // map entry, which its full apply did not write.
+    let dp = pinned();
+    let mut sup = start(EBPF, &dp);
+    sup.apply(&rule_set(2, &["ns/a"])).unwrap();
+    let stats = dp.stats();
+    assert_eq!((stats.links_adopted, stats.links_attached), (2, 0), "{stats:?}");
+    assert!(stats.entries_swept >= 1, "{stats:?}");
+    let files = fs.files(&dp, EBPF);
+    assert_eq!(files.iter().filter(|f| f.starts_with("links/")).count(), 2, "{files:?}");
+    assert_eq!(dp.held(), (1, 2));
+
+    // A fresh instance in the same process (as after a trap) adopts too.
+    drop(sup);
+    let mut sup = start(EBPF, &dp);
+    sup.apply(&rule_set(3, &["ns/a", "ns/b"])).unwrap();
+    let after = dp.stats();
+    assert_eq!(after.links_adopted - stats.links_adopted, 2, "{after:?}");
+    assert_eq!(after.links_attached, 2, "the second endpoint attached anew: {after:?}");
+
+    // Reset removes every pin of the plugin.
+    sup.reset().unwrap();
+    assert_eq!(dp.held(), (0, 0));
+    assert!(fs.files(&dp, EBPF).is_empty());
+    assert!(!dp.pin_dir(EBPF).unwrap().exists());
 }

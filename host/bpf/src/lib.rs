@@ -6,135 +6,75 @@
 //! - only plugins named in its grant may use it at all;
 //! - an object holds TC classifier programs only (anything else is refused
 //!   before a program reaches the verifier); a plugin has one object at a
-//!   time: loading again replaces (unloads) its previous one, so a plugin
-//!   restarted by the supervisor cannot leave programs of its former self
-//!   attached;
+//!   time: loading again replaces its previous one;
 //! - handles are the plugin's own: another plugin's object or link is
 //!   unknown to it;
 //! - attach names an endpoint by id: the host's [`EndpointTable`] gives its
 //!   addresses and the node namespace's host route of an address gives the
 //!   node-side interface (see [`endpoints`]); the endpoint's ingress is TC
 //!   egress of that interface, its egress TC ingress; attached with TCX
-//!   inside the node namespace, the link kept here while the host runs;
+//!   inside the node namespace;
 //! - map writes reach only maps of the plugin's own object, of a writable
 //!   type (hash, LRU hash, LPM trie, array), with keys and values of exactly
 //!   the map's sizes, at most [`BpfLimits::max_batch`] entries a call;
-//! - [`BpfDataplane::release`] (the host's reset) and drop remove every
-//!   program, link and map.
+//! - [`BpfDataplane::release`] (the host's reset) removes every program,
+//!   link and map of the plugin, pinned or not.
+//!
+//! **Pinned** ([`BpfDataplane::pinned`], what `palisade run` uses): maps,
+//! programs and links live under bpffs ([`pins`]) and stay in force when
+//! the process ends, however it ends. A plugin's object loaded again (by a
+//! fresh instance after a trap, or by the next process) finds its maps
+//! pinned and takes over its links: attaching to an interface and hook that
+//! has a link swaps the program inside it atomically; the plugin's full
+//! apply rewrites every entry it wants, and when it ends
+//! ([`BpfDataplane::applied`]) the entries it did not write, the links it
+//! did not claim and the generations of other objects are removed. An
+//! object with other bytes (an upgrade) gets fresh maps, filled by the
+//! plugin before its attaches swap the links over; the connection tracking
+//! (LRU maps) of the old generation is copied across. **Unpinned** (the
+//! lab backend, tests): everything is removed with the dataplane, and
+//! loading again unloads the previous object first.
 
+mod carry;
 pub mod endpoints;
+mod error;
+mod maps;
+mod object;
+pub mod pins;
 mod syscall;
 
-use std::collections::{BTreeSet, HashMap};
-use std::os::fd::AsFd;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use aya::maps::{Map, MapData};
-use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
-use aya::programs::{Program, SchedClassifier};
-use aya::Ebpf;
+use aya::programs::links::FdLink;
+use aya::programs::tc::SchedClassifierLink;
+use aya::programs::SchedClassifier;
 use palisade_model::Direction;
 use palisade_plugin_host::BpfProvider;
 
+use carry::{Carry, Held, Link};
 pub use endpoints::EndpointTable;
-
-/// Why a capability call failed. The plugin receives the `Display` text.
-#[derive(Debug, thiserror::Error)]
-pub enum BpfError {
-    #[error("bpf capability: plugin `{plugin}` is not granted the eBPF dataplane")]
-    NotGranted { plugin: String },
-    #[error("bpf capability: plugin `{plugin}`: object of {size} bytes refused (limit {limit})")]
-    ObjectTooLarge { plugin: String, size: usize, limit: usize },
-    #[error("bpf capability: plugin `{plugin}`: object refused: {reason}")]
-    BadObject { plugin: String, reason: String },
-    #[error(
-        "bpf capability: plugin `{plugin}`: program `{program}` refused by the kernel: {reason}"
-    )]
-    Load { plugin: String, program: String, reason: String },
-    #[error("bpf capability: plugin `{plugin}`: no object {handle} of this plugin")]
-    UnknownObject { plugin: String, handle: u32 },
-    #[error("bpf capability: plugin `{plugin}`: no link {handle} of this plugin")]
-    UnknownLink { plugin: String, handle: u32 },
-    #[error("bpf capability: plugin `{plugin}`: object {handle} has no TC program `{program}`")]
-    UnknownProgram { plugin: String, handle: u32, program: String },
-    #[error("bpf capability: plugin `{plugin}`: endpoint {endpoint}: {reason}")]
-    Endpoint { plugin: String, endpoint: u32, reason: String },
-    #[error("bpf capability: plugin `{plugin}`: attach `{program}` to {interface} ({direction}): {reason}")]
-    Attach { plugin: String, program: String, interface: String, direction: String, reason: String },
-    #[error("bpf capability: plugin `{plugin}`: map `{map}` is not a map of its object {handle} (its maps: {own})")]
-    NotOwnMap { plugin: String, handle: u32, map: String, own: String },
-    #[error("bpf capability: plugin `{plugin}`: map `{map}` ({kind}) cannot be written through the capability")]
-    MapType { plugin: String, map: String, kind: String },
-    #[error("bpf capability: plugin `{plugin}`: map `{map}` entry {index}: {field} of {got} bytes, the map's is {want}")]
-    EntrySize {
-        plugin: String,
-        map: String,
-        index: usize,
-        field: &'static str,
-        got: usize,
-        want: usize,
-    },
-    #[error("bpf capability: plugin `{plugin}`: map `{map}`: batch of {entries} entries refused (limit {limit})")]
-    BatchTooLarge { plugin: String, map: String, entries: usize, limit: usize },
-    #[error("bpf capability: plugin `{plugin}`: map `{map}` entry {index}: {reason}")]
-    MapWrite { plugin: String, map: String, index: usize, reason: String },
-    #[error("bpf capability: plugin `{plugin}`: {reason}")]
-    Internal { plugin: String, reason: String },
-}
-
-/// Bounds on what one plugin may ask of the dataplane.
-#[derive(Debug, Clone, Copy)]
-pub struct BpfLimits {
-    /// Size of an object file.
-    pub max_object_bytes: usize,
-    /// Entries in one `map-update` or `map-delete`.
-    pub max_batch: usize,
-}
-
-impl Default for BpfLimits {
-    fn default() -> Self {
-        BpfLimits { max_object_bytes: 4 << 20, max_batch: 65_536 }
-    }
-}
-
-/// Counters of one dataplane (all plugins together).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BpfStats {
-    pub objects_loaded: u64,
-    pub links_attached: u64,
-    pub entries_written: u64,
-    pub entries_deleted: u64,
-    pub refused: u64,
-}
-
-/// A map of a loaded object: its kernel-side shape.
-struct OwnMap {
-    kind: &'static str,
-    key_size: usize,
-    value_size: usize,
-}
-
-struct Object {
-    plugin: String,
-    ebpf: Ebpf,
-    maps: HashMap<String, OwnMap>,
-}
-
-struct Link {
-    plugin: String,
-    object: u32,
-    program: String,
-    id: SchedClassifierLinkId,
-}
+pub use error::{BpfError, BpfLimits, BpfStats};
+use object::Object;
+use pins::PluginPins;
+pub use pins::{Hook, Pinning};
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     next: u32,
     objects: HashMap<u32, Object>,
     links: HashMap<u32, Link>,
+    carry: HashMap<String, Carry>,
     stats: BpfStats,
+}
+
+/// Pinning of one dataplane: the configuration and its node namespace.
+#[derive(Debug, Clone)]
+struct Pins {
+    pinning: Pinning,
+    netns_id: u64,
 }
 
 /// The `bpf` capability on one node namespace, for the plugins of a grant.
@@ -143,6 +83,7 @@ pub struct BpfDataplane {
     plugins: BTreeSet<String>,
     endpoints: EndpointTable,
     limits: BpfLimits,
+    pins: Option<Pins>,
     state: Mutex<State>,
 }
 
@@ -151,30 +92,49 @@ impl std::fmt::Debug for BpfDataplane {
         f.debug_struct("BpfDataplane")
             .field("netns", &self.netns)
             .field("plugins", &self.plugins)
+            .field("pins", &self.pins)
             .finish_non_exhaustive()
     }
 }
 
-fn writable_kind(map: &Map) -> Option<(&'static str, &MapData)> {
-    match map {
-        Map::HashMap(d) => Some(("hash", d)),
-        Map::LruHashMap(d) => Some(("lru hash", d)),
-        Map::LpmTrie(d) => Some(("lpm trie", d)),
-        Map::Array(d) => Some(("array", d)),
-        _ => None,
-    }
-}
-
 impl BpfDataplane {
-    /// Acts in `netns` (`None`: the process's own namespace) for `plugins`.
+    /// Acts in `netns` (`None`: the process's own namespace) for `plugins`;
+    /// nothing pinned: everything goes with the dataplane.
     pub fn new(netns: Option<PathBuf>, plugins: &[&str], limits: BpfLimits) -> BpfDataplane {
         BpfDataplane {
             netns,
             plugins: plugins.iter().map(|p| p.to_string()).collect(),
             endpoints: EndpointTable::new(),
             limits,
+            pins: None,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The same, with the plugins' state pinned under `pinning.root`
+    /// (mounting bpffs on /sys/fs/bpf if the node has none there): it
+    /// outlives the dataplane and the process, and the next one adopts it.
+    pub fn pinned(
+        netns: Option<PathBuf>,
+        plugins: &[&str],
+        limits: BpfLimits,
+        pinning: Pinning,
+    ) -> Result<BpfDataplane, String> {
+        pins::ensure_bpffs(&pinning.root)?;
+        let netns_id = pins::netns_id(netns.as_deref())
+            .map_err(|e| format!("the node namespace's identity: {e}"))?;
+        let mut dp = BpfDataplane::new(netns, plugins, limits);
+        dp.pins = Some(Pins { pinning, netns_id });
+        Ok(dp)
+    }
+
+    /// Where `plugin`'s state is pinned (pinned dataplanes).
+    pub fn pin_dir(&self, plugin: &str) -> Option<PathBuf> {
+        self.plugin_pins(plugin).map(|p| p.dir)
+    }
+
+    fn plugin_pins(&self, plugin: &str) -> Option<PluginPins> {
+        self.pins.as_ref().map(|p| PluginPins::new(&p.pinning, p.netns_id, plugin))
     }
 
     pub fn endpoints(&self) -> &EndpointTable {
@@ -229,60 +189,110 @@ impl BpfDataplane {
         }
         let bad = |reason: String| BpfError::BadObject { plugin: plugin.into(), reason };
         // Only TC classifiers: check the ELF's programs before creating maps.
-        let parsed = aya_obj_programs(object).map_err(bad)?;
-        if let Some(other) = parsed.iter().find(|(_, tc)| !tc) {
+        let elf = object::parse(object).map_err(bad)?;
+        if let Some(other) = elf.programs.iter().find(|(_, tc)| !tc) {
             return Err(bad(format!(
                 "program `{}` is not a TC classifier (only `classifier/...` sections are allowed)",
                 other.0
             )));
         }
-        if parsed.is_empty() {
+        if elf.programs.is_empty() {
             return Err(bad("no program".into()));
         }
-        // One object per plugin: the previous one goes first.
+        let pins = self.plugin_pins(plugin);
+        let pin_fail = |path: &std::path::Path, reason: String| BpfError::Pins {
+            plugin: plugin.into(),
+            path: path.display().to_string(),
+            reason,
+        };
+        let generation = match (&pins, &self.pins) {
+            (Some(pp), Some(p)) => {
+                let g = pp.generation(&p.pinning.wit_version, &pins::digest(object));
+                pp.create().map_err(|e| pin_fail(&pp.dir, format!("creating it: {e}")))?;
+                std::fs::create_dir_all(&g)
+                    .map_err(|e| pin_fail(&g, format!("creating it: {e}")))?;
+                Some(g)
+            }
+            _ => None,
+        };
+        // One object per plugin. Pinned: the previous one's links are
+        // carried over to the new object (they keep enforcing until it
+        // swaps its programs in); unpinned: it goes first.
         let previous: Vec<u32> =
             state.objects.iter().filter(|(_, o)| o.plugin == plugin).map(|(h, _)| *h).collect();
         for handle in previous {
-            remove_object(&mut state, handle);
+            if pins.is_some() {
+                retire_object(&mut state, handle, generation.as_deref());
+            } else {
+                remove_object(&mut state, handle);
+            }
         }
-        let mut ebpf = Ebpf::load(object).map_err(|e| bad(e.to_string()))?;
-        for (name, program) in ebpf.programs_mut() {
-            let Program::SchedClassifier(tc) = program else {
-                return Err(bad(format!("program `{name}` is not a TC classifier")));
-            };
-            tc.load().map_err(|e| BpfError::Load {
-                plugin: plugin.into(),
-                program: name.to_string(),
-                reason: verifier_text(&e),
-            })?;
-        }
-        let mut maps = HashMap::new();
-        for (name, map) in ebpf.maps() {
-            let Some((kind, data)) = writable_kind(map) else {
-                maps.insert(name.to_string(), OwnMap { kind: "other", key_size: 0, value_size: 0 });
-                continue;
-            };
-            let info = data.info().map_err(|e| bad(format!("map `{name}`: {e}")))?;
-            maps.insert(
-                name.to_string(),
-                OwnMap {
-                    kind,
-                    key_size: info.key_size() as usize,
-                    value_size: info.value_size() as usize,
-                },
-            );
+        let (mut ebpf, adopted) = object::create(object, &elf, generation.as_deref()).map_err(
+            |reason| match &generation {
+                Some(g) => pin_fail(g, reason),
+                None => bad(reason),
+            },
+        )?;
+        object::load_programs(&mut ebpf).map_err(|(program, reason)| BpfError::Load {
+            plugin: plugin.into(),
+            program,
+            reason,
+        })?;
+        let maps = object::own_maps(&ebpf).map_err(bad)?;
+        let mut obj = Object {
+            plugin: plugin.into(),
+            ebpf,
+            maps,
+            generation: generation.clone(),
+            claims: adopted.then(HashMap::new),
+        };
+        let mut taken = 0;
+        let mut flows = 0;
+        if let (Some(pp), Some(g)) = (&pins, &generation) {
+            object::pin_programs(&mut obj.ebpf, g).map_err(|e| pin_fail(g, e))?;
+            let carry = state.carry.entry(plugin.to_string()).or_default();
+            taken = carry.take_pinned_links(pp, &HashSet::new());
+            for old in pp.other_generations(g) {
+                if !carry.retiring.contains(&old) {
+                    carry.retiring.push(old);
+                }
+            }
+            for old in &carry.retiring {
+                flows += carry::copy_flows(&obj, old);
+            }
         }
         state.next = state.next.wrapping_add(1).max(1);
         let handle = state.next;
-        state.objects.insert(handle, Object { plugin: plugin.into(), ebpf, maps });
+        state.objects.insert(handle, obj);
         state.stats.objects_loaded += 1;
+        state.stats.flows_copied += flows as u64;
         tracing::info!(
             plugin,
             handle,
+            adopted,
+            pinned_links_found = taken,
+            flows_copied = flows,
+            generation = ?generation,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "bpf object loaded"
         );
         Ok(handle)
+    }
+
+    /// Runs `f` in the node namespace.
+    fn in_netns<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, String> {
+        match &self.netns {
+            None => Ok(f()),
+            Some(path) => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        palisade_netns::enter(path).map_err(|e| e.to_string())?;
+                        Ok(f())
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err("the thread in the node namespace panicked".into()))
+            }),
+        }
     }
 
     /// The node-side interface of endpoint `endpoint`.
@@ -339,19 +349,28 @@ impl BpfDataplane {
         let mut state = self.lock(plugin)?;
         owned(&state, plugin, object)?;
         let interface = self.interface_of(plugin, endpoint)?;
-        let (attach_type, hook) = match direction {
-            Direction::Ingress => (TcAttachType::Egress, "tc egress"),
-            Direction::Egress => (TcAttachType::Ingress, "tc ingress"),
+        let hook = match direction {
+            Direction::Ingress => Hook::TcEgress,
+            Direction::Egress => Hook::TcIngress,
         };
         let fail = |reason: String| BpfError::Attach {
             plugin: plugin.into(),
             program: program.into(),
             interface: interface.clone(),
-            direction: hook.into(),
+            direction: hook.name().into(),
             reason,
         };
-        let obj = state
-            .objects
+        let ifindex = {
+            let name = interface.clone();
+            self.in_netns(move || nix::net::if_::if_nametoindex(name.as_str()))
+                .map_err(&fail)?
+                .map_err(|e| fail(format!("interface index: {e}")))?
+        };
+        let inherited =
+            state.carry.get_mut(plugin).and_then(|c| c.inherited.remove(&(ifindex, hook)));
+        let link_pin = self.plugin_pins(plugin).map(|p| p.link(ifindex, hook));
+        let State { objects, .. } = &mut *state;
+        let obj = objects
             .get_mut(&object)
             .ok_or_else(|| BpfError::UnknownObject { plugin: plugin.into(), handle: object })?;
         let tc: &mut SchedClassifier =
@@ -362,31 +381,67 @@ impl BpfDataplane {
                     program: program.into(),
                 }
             })?;
-        let id = match &self.netns {
-            None => tc.attach(&interface, attach_type).map_err(|e| e.to_string()),
-            Some(path) => std::thread::scope(|scope| {
-                scope
-                    .spawn(|| {
-                        palisade_netns::enter(path).map_err(|e| e.to_string())?;
-                        tc.attach(&interface, attach_type).map_err(|e| e.to_string())
-                    })
-                    .join()
-                    .unwrap_or_else(|_| Err("the attaching thread panicked".into()))
-            }),
+        // A link at this interface and hook from a former object or
+        // process: the program inside it is replaced atomically.
+        let mut adopted = false;
+        let mut held = None;
+        if let Some(i) = inherited {
+            let swapped = SchedClassifierLink::try_from(i.link)
+                .map_err(|e| e.to_string())
+                .and_then(|l| tc.attach_to_link(l).map_err(|e| e.to_string()))
+                .and_then(|id| tc.take_link(id).map_err(|e| e.to_string()))
+                .and_then(|l| FdLink::try_from(l).map_err(|e| e.to_string()));
+            match swapped {
+                Ok(link) => {
+                    held = Some(Held::Pinned { link, path: i.path });
+                    adopted = true;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin, %interface, hook = hook.name(), error = %e, "pinned link not taken over; attaching anew");
+                    carry::remove_pin(&i.path);
+                }
+            }
         }
-        .map_err(fail)?;
+        let held = match held {
+            Some(h) => h,
+            None => {
+                let attach_type = hook.attach_type();
+                let id = {
+                    let name = interface.clone();
+                    let tc = &mut *tc;
+                    self.in_netns(move || tc.attach(&name, attach_type).map_err(|e| e.to_string()))
+                        .map_err(&fail)?
+                        .map_err(&fail)?
+                };
+                let link = tc.take_link(id).map_err(|e| fail(e.to_string()))?;
+                match &link_pin {
+                    None => Held::Owned(link),
+                    Some(path) => {
+                        let fd = FdLink::try_from(link).map_err(|e| {
+                            fail(format!("pinning needs a TCX link (kernel 6.6 or later): {e}"))
+                        })?;
+                        carry::remove_pin(path);
+                        let pinned = fd.pin(path).map_err(|e| fail(format!("pin: {e}")))?;
+                        Held::Pinned { link: pinned.into(), path: path.clone() }
+                    }
+                }
+            }
+        };
         state.next = state.next.wrapping_add(1).max(1);
         let handle = state.next;
-        state
-            .links
-            .insert(handle, Link { plugin: plugin.into(), object, program: program.into(), id });
-        state.stats.links_attached += 1;
+        state.links.insert(handle, Link { plugin: plugin.into(), object, ifindex, hook, held });
+        if adopted {
+            state.stats.links_adopted += 1;
+        } else {
+            state.stats.links_attached += 1;
+        }
         tracing::info!(
             plugin,
             program,
             endpoint,
             %interface,
-            hook,
+            hook = hook.name(),
+            adopted,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "bpf program attached"
         );
@@ -404,148 +459,6 @@ impl BpfDataplane {
         Ok(())
     }
 
-    /// Checks a batch against the map's definition; the map's data.
-    fn checked_map<'s>(
-        &self,
-        state: &'s mut State,
-        plugin: &str,
-        object: u32,
-        map: &str,
-        entries: usize,
-    ) -> Result<(&'s OwnMap, &'s MapData), BpfError> {
-        owned(state, plugin, object)?;
-        let obj = state
-            .objects
-            .get(&object)
-            .ok_or_else(|| BpfError::UnknownObject { plugin: plugin.into(), handle: object })?;
-        let not_own = || BpfError::NotOwnMap {
-            plugin: plugin.into(),
-            handle: object,
-            map: map.into(),
-            own: {
-                let mut names: Vec<&str> = obj.maps.keys().map(String::as_str).collect();
-                names.sort_unstable();
-                names.join(", ")
-            },
-        };
-        let shape = obj.maps.get(map).ok_or_else(not_own)?;
-        let data =
-            obj.ebpf.map(map).and_then(|m| writable_kind(m).map(|(_, d)| d)).ok_or_else(|| {
-                BpfError::MapType {
-                    plugin: plugin.into(),
-                    map: map.into(),
-                    kind: shape.kind.into(),
-                }
-            })?;
-        if entries > self.limits.max_batch {
-            return Err(BpfError::BatchTooLarge {
-                plugin: plugin.into(),
-                map: map.into(),
-                entries,
-                limit: self.limits.max_batch,
-            });
-        }
-        Ok((shape, data))
-    }
-
-    /// Writes entries into one of `plugin`'s maps.
-    pub fn update_map(
-        &self,
-        plugin: &str,
-        object: u32,
-        map: &str,
-        entries: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<(), BpfError> {
-        let mut state = self.lock(plugin)?;
-        let result = (|| {
-            let (shape, data) = self.checked_map(&mut state, plugin, object, map, entries.len())?;
-            let size = |index, field, got: usize, want| {
-                if got == want {
-                    Ok(())
-                } else {
-                    Err(BpfError::EntrySize {
-                        plugin: plugin.into(),
-                        map: map.into(),
-                        index,
-                        field,
-                        got,
-                        want,
-                    })
-                }
-            };
-            for (index, (k, v)) in entries.iter().enumerate() {
-                size(index, "key", k.len(), shape.key_size)?;
-                size(index, "value", v.len(), shape.value_size)?;
-            }
-            let fd = data.fd().as_fd();
-            for (index, (k, v)) in entries.iter().enumerate() {
-                syscall::update(fd, k, v).map_err(|e| BpfError::MapWrite {
-                    plugin: plugin.into(),
-                    map: map.into(),
-                    index,
-                    reason: e.to_string(),
-                })?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                state.stats.entries_written += entries.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                drop(state);
-                self.refused(e)
-            }
-        }
-    }
-
-    /// Deletes entries of one of `plugin`'s maps (missing keys are ignored).
-    pub fn delete_from_map(
-        &self,
-        plugin: &str,
-        object: u32,
-        map: &str,
-        keys: &[Vec<u8>],
-    ) -> Result<(), BpfError> {
-        let mut state = self.lock(plugin)?;
-        let result = (|| {
-            let (shape, data) = self.checked_map(&mut state, plugin, object, map, keys.len())?;
-            if let Some((index, k)) =
-                keys.iter().enumerate().find(|(_, k)| k.len() != shape.key_size)
-            {
-                return Err(BpfError::EntrySize {
-                    plugin: plugin.into(),
-                    map: map.into(),
-                    index,
-                    field: "key",
-                    got: k.len(),
-                    want: shape.key_size,
-                });
-            }
-            let fd = data.fd().as_fd();
-            for (index, k) in keys.iter().enumerate() {
-                syscall::delete(fd, k).map_err(|e| BpfError::MapWrite {
-                    plugin: plugin.into(),
-                    map: map.into(),
-                    index,
-                    reason: e.to_string(),
-                })?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                state.stats.entries_deleted += keys.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                drop(state);
-                self.refused(e)
-            }
-        }
-    }
-
     /// Unloads one of `plugin`'s objects with its links and maps.
     pub fn unload_object(&self, plugin: &str, object: u32) -> Result<(), BpfError> {
         let mut state = self.lock(plugin)?;
@@ -553,12 +466,55 @@ impl BpfDataplane {
             drop(state);
             return self.refused(e);
         }
+        let generation = state.objects.get(&object).and_then(|o| o.generation.clone());
         remove_object(&mut state, object);
+        if let Some(g) = generation {
+            pins::remove_tree(&g);
+        }
         tracing::info!(plugin, handle = object, "bpf object unloaded");
         Ok(())
     }
 
-    /// Removes every object, link and map of `plugin` (the host's reset).
+    /// `plugin`'s full apply succeeded: what its former self left and it
+    /// did not take over goes (stale entries of adopted maps, unclaimed
+    /// links, retiring generations after a last copy of their connection
+    /// tracking).
+    pub fn applied(&self, plugin: &str) {
+        let Ok(mut state) = self.lock(plugin) else { return };
+        let started = Instant::now();
+        let current = state.objects.iter().find(|(_, o)| o.plugin == plugin).map(|(h, _)| *h);
+        let mut swept = 0;
+        let mut flows = 0;
+        let State { objects, carry, .. } = &mut *state;
+        if let Some(obj) = current.and_then(|h| objects.get_mut(&h)) {
+            match carry::sweep(obj) {
+                Ok(n) => swept = n,
+                Err(e) => tracing::warn!(plugin, error = %e, "sweeping adopted maps"),
+            }
+            if let Some(c) = carry.get(plugin) {
+                for g in &c.retiring {
+                    flows += carry::copy_flows(obj, g);
+                }
+            }
+        }
+        let (links, generations) = carry.get_mut(plugin).map(Carry::finish).unwrap_or_default();
+        state.stats.entries_swept += swept as u64;
+        state.stats.flows_copied += flows as u64;
+        if swept + links + generations > 0 {
+            tracing::info!(
+                plugin,
+                entries_swept = swept,
+                links_detached = links,
+                generations_retired = generations,
+                flows_copied = flows,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "bpf state of the former object cleaned up"
+            );
+        }
+    }
+
+    /// Removes every object, link and map of `plugin` (the host's reset),
+    /// its pins included, whether this process created them or not.
     pub fn release(&self, plugin: &str) {
         if let Ok(mut state) = self.state.lock() {
             let handles: Vec<u32> =
@@ -566,10 +522,20 @@ impl BpfDataplane {
             for h in handles {
                 remove_object(&mut state, h);
             }
+            if let Some(mut c) = state.carry.remove(plugin) {
+                c.finish();
+            }
+        }
+        if let Some(pp) = self.plugin_pins(plugin) {
+            pins::remove_tree(&pp.dir);
+            // The namespace's directory, once no plugin is left in it.
+            if let Some(ns) = pp.dir.parent() {
+                let _ = std::fs::remove_dir(ns);
+            }
         }
     }
 
-    /// Removes everything of every plugin.
+    /// Removes everything of every plugin (unpinned dataplanes' drop).
     pub fn release_all(&self) {
         if let Ok(mut state) = self.state.lock() {
             let handles: Vec<u32> = state.objects.keys().copied().collect();
@@ -581,12 +547,16 @@ impl BpfDataplane {
 }
 
 impl Drop for BpfDataplane {
+    /// Unpinned: everything goes. Pinned: only this process's descriptors;
+    /// the pins keep enforcing (`release` removes them).
     fn drop(&mut self) {
-        self.release_all();
+        if self.pins.is_none() {
+            self.release_all();
+        }
     }
 }
 
-fn owned(state: &State, plugin: &str, object: u32) -> Result<(), BpfError> {
+pub(crate) fn owned(state: &State, plugin: &str, object: u32) -> Result<(), BpfError> {
     match state.objects.get(&object) {
         Some(o) if o.plugin == plugin => Ok(()),
         _ => Err(BpfError::UnknownObject { plugin: plugin.into(), handle: object }),
@@ -594,14 +564,8 @@ fn owned(state: &State, plugin: &str, object: u32) -> Result<(), BpfError> {
 }
 
 fn remove_link(state: &mut State, link: u32) {
-    let Some(l) = state.links.remove(&link) else { return };
-    if let Some(obj) = state.objects.get_mut(&l.object) {
-        if let Some(Ok(tc)) = obj.ebpf.program_mut(&l.program).map(<&mut SchedClassifier>::try_from)
-        {
-            if let Err(e) = tc.detach(l.id) {
-                tracing::warn!(plugin = %l.plugin, program = %l.program, error = %e, "bpf detach");
-            }
-        }
+    if let Some(l) = state.links.remove(&link) {
+        l.held.remove();
     }
 }
 
@@ -616,26 +580,27 @@ fn remove_object(state: &mut State, object: u32) {
     state.objects.remove(&object);
 }
 
-/// The programs of an ELF object: (section, is a TC classifier).
-fn aya_obj_programs(object: &[u8]) -> Result<Vec<(String, bool)>, String> {
-    let obj = aya_obj::Object::parse(object).map_err(|e| e.to_string())?;
-    Ok(obj
-        .programs
-        .iter()
-        .map(|(name, p)| {
-            (name.clone(), matches!(p.section, aya_obj::ProgramSection::SchedClassifier))
-        })
-        .collect())
-}
-
-fn verifier_text(e: &aya::programs::ProgramError) -> String {
-    match e {
-        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
-            let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(8).collect();
-            format!("{io_error}: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))
+/// A pinned plugin's previous object makes way for a new one: its links are
+/// carried over (still attached, running its programs until swapped), its
+/// generation retires unless the new object is the same.
+fn retire_object(state: &mut State, object: u32, next: Option<&std::path::Path>) {
+    let links: Vec<u32> =
+        state.links.iter().filter(|(_, l)| l.object == object).map(|(h, _)| *h).collect();
+    let Some(obj) = state.objects.remove(&object) else { return };
+    let carry = state.carry.entry(obj.plugin.clone()).or_default();
+    for h in links {
+        let Some(l) = state.links.remove(&h) else { continue };
+        match l.held {
+            Held::Pinned { link, path } => {
+                carry.inherited.insert((l.ifindex, l.hook), carry::Inherited { link, path });
+            }
+            owned @ Held::Owned(_) => owned.remove(),
         }
-        other => other.to_string(),
+    }
+    if let Some(g) = obj.generation {
+        if Some(g.as_path()) != next && !carry.retiring.contains(&g) {
+            carry.retiring.push(g);
+        }
     }
 }
 
@@ -687,6 +652,9 @@ impl BpfProvider for BpfDataplane {
         if self.plugins.contains(plugin) {
             self.endpoints.record(upserted, removed, full);
         }
+    }
+    fn applied(&self, plugin: &str) {
+        BpfDataplane::applied(self, plugin);
     }
     fn release(&self, plugin: &str) {
         BpfDataplane::release(self, plugin);

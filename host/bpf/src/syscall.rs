@@ -64,3 +64,59 @@ pub(crate) fn delete(map: BorrowedFd<'_>, key: &[u8]) -> std::io::Result<()> {
         other => other,
     }
 }
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+
+/// Reads one element into `value` (the map's value size); `false` when the
+/// key is missing.
+pub(crate) fn lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> std::io::Result<bool> {
+    let attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    match call(BPF_MAP_LOOKUP_ELEM, &attr) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The key after `key` (the first key when `None`) into `next` (the map's
+/// key size); `false` after the last key.
+pub(crate) fn next_key(
+    map: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    next: &mut [u8],
+) -> std::io::Result<bool> {
+    let attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.map_or(0, |k| k.as_ptr() as u64),
+        value: next.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    match call(BPF_MAP_GET_NEXT_KEY, &attr) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every key of a map with keys of `key_size` bytes. Keys deleted while
+/// walking may make the walk restart from the first key (the kernel's
+/// rule for a missing current key), so callers must tolerate repeats.
+pub(crate) fn keys(map: BorrowedFd<'_>, key_size: usize) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut next = vec![0u8; key_size];
+    let mut more = next_key(map, None, &mut next)?;
+    while more {
+        out.push(next.clone());
+        let current = next.clone();
+        more = next_key(map, Some(&current), &mut next)?;
+    }
+    Ok(out)
+}

@@ -9,6 +9,7 @@ mod lab_cmd;
 mod manifests;
 mod matrix_cmd;
 mod plugin_cmd;
+mod reset_cmd;
 mod resolve_cmd;
 mod run_cmd;
 mod run_kube;
@@ -47,6 +48,7 @@ enum Command {
     #[command(subcommand)]
     Lab(lab_cmd::LabCommand),
     Run(run_cmd::RunArgs),
+    Reset(reset_cmd::ResetArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Conformance(args) => conformance_cmd::run_cmd(args),
         Command::Lab(cmd) => lab_cmd::run(cmd),
         Command::Run(args) => run_cmd::run(args),
+        Command::Reset(args) => reset_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -18,7 +18,11 @@ use crate::manifests::BetaRuleArg;
 /// the chosen backend plugin, then watches the directory: every change is
 /// programmed as a delta. If the plugin fails, what it programmed last stays
 /// in force and the error is logged (fail static). Stop with Ctrl-C or
-/// SIGTERM; the programmed rules stay (use --reset-on-exit to remove them).
+/// SIGTERM, or die: the programmed rules stay in force either way, with
+/// every backend (eBPF pins its maps, programs and links under
+/// --bpf-pin-dir), and the next `palisade run` takes them over without a
+/// window. Only --reset-on-exit, --reset-only or `palisade reset` remove
+/// them.
 ///
 /// With `--source kube` the objects come from the Kubernetes API server
 /// (in-cluster service account, or KUBECONFIG): Namespaces, Pods, Nodes,
@@ -30,6 +34,7 @@ use crate::manifests::BetaRuleArg;
 ///   palisade run --source dir:/etc/palisade/manifests --plugin nftables
 ///   palisade run --source kube --plugin nftables --node "$NODE_NAME" --log-json
 ///   palisade run --source dir:manifests --plugin nftables --netns /run/netns/node1 --log info
+///   palisade run --source dir:manifests --plugin ebpf --reset-only    # remove what it programmed
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
@@ -63,6 +68,15 @@ pub struct RunArgs {
     /// Remove what the plugin programmed when stopping.
     #[arg(long)]
     pub reset_on_exit: bool,
+    /// Remove what the plugin programmed (by this or an earlier process),
+    /// then exit without enforcing (the same as `palisade reset`).
+    #[arg(long)]
+    pub reset_only: bool,
+    /// The eBPF backend: the bpffs directory its state is pinned under
+    /// (per node namespace and plugin: DIR/ns<inode>/<plugin>/); bpffs is
+    /// mounted on /sys/fs/bpf if the node has none there.
+    #[arg(long, default_value = palisade_bpf::pins::DEFAULT_ROOT)]
+    pub bpf_pin_dir: PathBuf,
     /// `--source kube`: where /healthz, /readyz and /metrics are served.
     #[arg(long, default_value = "0.0.0.0:9464")]
     pub health_addr: std::net::SocketAddr,
@@ -98,16 +112,35 @@ pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 
 /// Loads the plugin of `args` and starts it under its supervisor.
 pub(crate) fn start_enforcer(args: &RunArgs) -> anyhow::Result<Enforcer> {
+    let target = Target {
+        netns: args.netns.clone(),
+        nft_table: Some(args.table.clone()),
+        bpf_pins: Some(args.bpf_pin_dir.clone()),
+    };
+    start_backend(&args.plugin, &args.plugin_dirs, &target)
+}
+
+/// Loads backend `plugin` for `target` and starts it under its supervisor.
+pub(crate) fn start_backend(
+    plugin: &str,
+    plugin_dirs: &[PathBuf],
+    target: &Target,
+) -> anyhow::Result<Enforcer> {
     let engine =
         PluginEngine::new(EngineOptions::default()).context("starting the plugin engine")?;
-    let target = Target { netns: args.netns.clone(), nft_table: Some(args.table.clone()) };
-    let profile = profile(&args.plugin, &args.plugin_dirs, &target)?;
+    let profile = profile(plugin, plugin_dirs, target)?;
     let plugin = profile.load(&engine, Limits::default())?;
     tracing::info!(plugin = plugin.name(), file = %profile.path.display(), "plugin loaded");
     Ok(Enforcer::start(plugin, profile.settings.clone())?)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    if args.reset_only {
+        let mut enforcer = start_enforcer(&args)?;
+        enforcer.reset()?;
+        eprintln!("palisade: removed what the {} plugin programmed", args.plugin);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     if args.source == "kube" {
         return crate::run_kube::run(args);
     }

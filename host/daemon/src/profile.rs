@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use palisade_bpf::{BpfDataplane, BpfLimits};
+use palisade_bpf::{BpfDataplane, BpfLimits, Pinning};
 use palisade_nft::{NftDataplane, TableGrants, TableRef};
 use palisade_plugin_host::{
     discovery, Capabilities, Capability, Grants, Limits, LoadedPlugin, PluginEngine, PluginError,
@@ -20,6 +20,10 @@ pub struct Target {
     pub netns: Option<PathBuf>,
     /// The nftables table of the nftables backend (family inet).
     pub nft_table: Option<String>,
+    /// Where the eBPF backend pins its maps, programs and links
+    /// (`palisade_bpf::pins`); `None`: nothing pinned, everything goes
+    /// with the process (the lab backend).
+    pub bpf_pins: Option<PathBuf>,
 }
 
 /// Everything needed to load one backend.
@@ -67,7 +71,16 @@ pub fn profile(
             }
         }
         "ebpf" => {
-            let bpf = BpfDataplane::new(target.netns.clone(), &[&name], BpfLimits::default());
+            let bpf = match &target.bpf_pins {
+                None => BpfDataplane::new(target.netns.clone(), &[&name], BpfLimits::default()),
+                Some(root) => BpfDataplane::pinned(
+                    target.netns.clone(),
+                    &[&name],
+                    BpfLimits::default(),
+                    Pinning::new(root, palisade_plugin_host::SUPPORTED_WIT_VERSIONS[0]),
+                )
+                .map_err(fail)?,
+            };
             Profile {
                 path,
                 grants: Grants::of(&[Capability::Log, Capability::Bpf]),

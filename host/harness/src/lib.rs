@@ -57,7 +57,7 @@ impl LabBackend {
 
     fn start(&mut self, spec: &LabSpec) -> Result<(), BackendError> {
         let lab = Lab::up(spec).map_err(|e| self.err(format!("lab: {e}")))?;
-        let target = Target { netns: Some(lab.node_netns()), nft_table: None };
+        let target = Target { netns: Some(lab.node_netns()), nft_table: None, bpf_pins: None };
         let profile = profile(&self.backend, &self.plugin_dirs, &target)
             .map_err(|e| self.err(e.to_string()))?;
         let plugin =

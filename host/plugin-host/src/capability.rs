@@ -62,6 +62,9 @@ pub trait BpfProvider: Send + Sync {
         _full: bool,
     ) {
     }
+    /// `plugin`'s full `apply` succeeded: whatever a former instance or
+    /// process left that it did not take over can go.
+    fn applied(&self, _plugin: &str) {}
     /// `plugin` was reset: remove whatever it still holds.
     fn release(&self, _plugin: &str) {}
 }

@@ -116,7 +116,9 @@ impl PluginInstance {
     pub fn apply(&mut self, rules: &palisade_model::RuleSet) -> Result<(), PluginError> {
         self.store.data().caps.bpf.endpoints(&self.plugin, &rules.endpoints, &[], true);
         let rules = wit::rule_set(rules);
-        self.apply_wit(&rules)
+        self.apply_wit(&rules)?;
+        self.store.data().caps.bpf.applied(&self.plugin);
+        Ok(())
     }
 
     pub fn update(&mut self, delta: &palisade_model::Delta) -> Result<(), PluginError> {

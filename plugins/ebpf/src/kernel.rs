@@ -239,6 +239,12 @@ impl Kernel {
         Ok(w)
     }
 
+    /// Forgets what it programmed without touching the kernel: the next
+    /// sync loads the object again and writes everything.
+    pub fn forget(&mut self) {
+        *self = Kernel::default();
+    }
+
     /// Unloads the object (the host removes its links and maps).
     pub fn reset(&mut self) -> Result<(), Error> {
         let object = self.object.take();

@@ -58,8 +58,12 @@ impl Guest for Ebpf {
         KERNEL.with(|k| {
             let mut k = k.borrow_mut();
             if k.dirty {
-                // What a failed sync left is not known: start from nothing.
-                k.reset()?;
+                // What a failed sync left is not known: forget it and load
+                // the object again. The host hands back the same maps and
+                // links when it pins them, and after this full apply removes
+                // what it did not write (docs/reliability.md); the kernel
+                // keeps enforcing the former state meanwhile.
+                k.forget();
             }
             let w = applied::with(|st| k.sync(st, None))?;
             log_written(generation, "full apply", w);

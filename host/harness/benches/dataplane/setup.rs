@@ -71,7 +71,8 @@ pub(crate) fn enforcer(
     netns: PathBuf,
     backend: &str,
 ) -> Result<(Enforcer, Option<Arc<Recorder>>, String), Error> {
-    let target = Target { netns: Some(netns.clone()), nft_table: Some(TABLE.into()) };
+    let target =
+        Target { netns: Some(netns.clone()), nft_table: Some(TABLE.into()), bpf_pins: None };
     let mut profile = profile(backend, &plugin_dirs(), &target)?;
     let name = plugin_name(&profile.path);
     let recorder = if backend == "nftables" {
