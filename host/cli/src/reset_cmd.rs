@@ -11,7 +11,8 @@ use palisade_daemon::Target;
 /// stays, the eBPF backend's maps, programs and links stay pinned): this is
 /// the way to lift it on purpose. The plugin is loaded in its sandbox and
 /// asked to reset; the host then removes whatever the plugin still holds
-/// (for eBPF, its whole pin directory). Removing nothing is not an error.
+/// (for eBPF, its whole pin directory), and the endpoint guard's table goes
+/// too. Removing nothing is not an error.
 ///
 /// Examples:
 ///   palisade reset --plugin nftables
@@ -32,6 +33,10 @@ pub struct ResetArgs {
     /// The eBPF backend's pin directory (as given to `palisade run`).
     #[arg(long, default_value = palisade_bpf::pins::DEFAULT_ROOT)]
     pub bpf_pin_dir: PathBuf,
+    /// The endpoint guard's table (`run --endpoint-interfaces`), removed
+    /// too.
+    #[arg(long, default_value = palisade_nft::guard::DEFAULT_TABLE)]
+    pub guard_table: String,
     /// Extra folders to search for plugins by name.
     #[arg(long = "plugin-dir")]
     pub plugin_dirs: Vec<PathBuf>,
@@ -45,6 +50,7 @@ pub fn run(args: ResetArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     let mut enforcer = crate::run_cmd::start_backend(&args.plugin, &args.plugin_dirs, &target)?;
     enforcer.reset()?;
+    palisade_nft::EndpointGuard::remove_table(args.netns.clone(), &args.guard_table)?;
     eprintln!("palisade: removed what the {} plugin programmed", args.plugin);
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use palisade_daemon::{profile, Daemon, DaemonConfig, Enforcer, Programmed, Target};
+use palisade_nft::{EndpointGuard, GuardConfig};
 use palisade_plugin_host::{EngineOptions, Limits, PluginEngine};
 
 use crate::manifests::BetaRuleArg;
@@ -35,6 +36,7 @@ use crate::manifests::BetaRuleArg;
 ///   palisade run --source kube --plugin nftables --node "$NODE_NAME" --log-json
 ///   palisade run --source dir:manifests --plugin nftables --netns /run/netns/node1 --log info
 ///   palisade run --source dir:manifests --plugin ebpf --reset-only    # remove what it programmed
+///   palisade run --source kube --plugin ebpf --endpoint-interfaces 'cali*'   # new pods fail closed
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
@@ -77,6 +79,16 @@ pub struct RunArgs {
     /// mounted on /sys/fs/bpf if the node has none there.
     #[arg(long, default_value = palisade_bpf::pins::DEFAULT_ROOT)]
     pub bpf_pin_dir: PathBuf,
+    /// Fail closed on new pods: the node-side interfaces of this node's
+    /// pods, as patterns (`veth*`, `cali*`; comma-separated or repeated).
+    /// Traffic from or to such an interface is dropped unless its pod
+    /// address is an endpoint whose policy the backend has programmed, also
+    /// while palisade is down (a table of its own, `--guard-table`).
+    #[arg(long = "endpoint-interfaces", value_delimiter = ',', value_name = "PATTERN")]
+    pub endpoint_interfaces: Vec<String>,
+    /// The endpoint guard's nftables table (family inet).
+    #[arg(long, default_value = palisade_nft::guard::DEFAULT_TABLE)]
+    pub guard_table: String,
     /// `--source kube`: where /healthz, /readyz and /metrics are served.
     #[arg(long, default_value = "0.0.0.0:9464")]
     pub health_addr: std::net::SocketAddr,
@@ -117,7 +129,16 @@ pub(crate) fn start_enforcer(args: &RunArgs) -> anyhow::Result<Enforcer> {
         nft_table: Some(args.table.clone()),
         bpf_pins: Some(args.bpf_pin_dir.clone()),
     };
-    start_backend(&args.plugin, &args.plugin_dirs, &target)
+    let enforcer = start_backend(&args.plugin, &args.plugin_dirs, &target)?;
+    let interfaces: Vec<String> =
+        args.endpoint_interfaces.iter().filter(|p| !p.is_empty()).cloned().collect();
+    if interfaces.is_empty() {
+        return Ok(enforcer);
+    }
+    let config = GuardConfig { table: args.guard_table.clone(), interfaces };
+    let guard = EndpointGuard::install(args.netns.clone(), config)
+        .context("--endpoint-interfaces: installing the endpoint guard")?;
+    Ok(enforcer.with_guard(guard))
 }
 
 /// Loads backend `plugin` for `target` and starts it under its supervisor.
@@ -138,6 +159,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.reset_only {
         let mut enforcer = start_enforcer(&args)?;
         enforcer.reset()?;
+        EndpointGuard::remove_table(args.netns.clone(), &args.guard_table)?;
         eprintln!("palisade: removed what the {} plugin programmed", args.plugin);
         return Ok(std::process::ExitCode::SUCCESS);
     }

@@ -1,9 +1,11 @@
 //! The enforcer: one backend plugin under a supervisor, fed full rule sets
-//! and deltas, failing static.
+//! and deltas, failing static; with an endpoint guard, new endpoints fail
+//! closed until their policy is programmed (`palisade_nft::guard`).
 
 use std::time::{Duration, Instant};
 
 use palisade_model::{Delta, RuleSet};
+use palisade_nft::EndpointGuard;
 use palisade_plugin_host::{Backoff, LoadedPlugin, PluginError, Supervisor};
 
 /// What one programming call did.
@@ -17,11 +19,15 @@ pub enum Programmed {
     Delta { generation: u64, records: usize, elapsed: Duration },
 }
 
+const GUARD_NAME: &str = palisade_nft::guard::GUARD;
+
 pub struct Enforcer {
     supervisor: Supervisor,
     /// True until a full rule set was accepted, and again after a failure:
     /// the next programming then sends the whole current rule set.
     needs_full: bool,
+    /// Lets through the endpoints whose policy is programmed.
+    guard: Option<EndpointGuard>,
 }
 
 impl Enforcer {
@@ -32,7 +38,19 @@ impl Enforcer {
         Ok(Enforcer {
             supervisor: Supervisor::start(plugin, settings, Backoff::default())?,
             needs_full: true,
+            guard: None,
         })
+    }
+
+    /// Guards new endpoints with `guard`: after every successful
+    /// programming, exactly the rule set's endpoints are let through.
+    pub fn with_guard(mut self, guard: EndpointGuard) -> Enforcer {
+        self.guard = Some(guard);
+        self
+    }
+
+    pub fn guard(&self) -> Option<&EndpointGuard> {
+        self.guard.as_ref()
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -63,12 +81,44 @@ impl Enforcer {
             })
         };
         self.needs_full = result.is_err();
+        if result.is_ok() {
+            self.sync_guard(rules);
+        }
         result
     }
 
-    /// Removes everything the plugin programmed.
+    /// Lets the endpoints of `rules` (programmed just now) through the
+    /// guard. A failure leaves new endpoints isolated (fail closed) and is
+    /// retried with the next programming.
+    fn sync_guard(&mut self, rules: &RuleSet) {
+        let Some(guard) = self.guard.as_mut() else { return };
+        let started = Instant::now();
+        match guard.sync(rules.endpoints.iter().flat_map(|e| &e.addresses)) {
+            Ok((0, 0)) => {}
+            Ok((added, removed)) => tracing::info!(
+                generation = rules.generation,
+                added,
+                removed,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "endpoint guard: programmed endpoints let through"
+            ),
+            Err(e) => tracing::error!(
+                generation = rules.generation,
+                "endpoint guard not updated (new endpoints stay isolated): {e}"
+            ),
+        }
+    }
+
+    /// Removes everything the plugin programmed, and the guard.
     pub fn reset(&mut self) -> Result<(), PluginError> {
         self.needs_full = true;
-        self.supervisor.reset()
+        self.supervisor.reset()?;
+        if let Some(guard) = self.guard.as_mut() {
+            guard.remove().map_err(|e| PluginError::Host {
+                plugin: GUARD_NAME.into(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 }

@@ -164,6 +164,20 @@ fn the_daemon_set_runs_on_the_host_network_with_the_node_name_and_few_capabiliti
         .unwrap();
     let chosen = &cm.data.as_ref().unwrap()[&key.key];
     assert!(["nftables", "ebpf"].contains(&chosen.as_str()), "{chosen}");
+    // Every `$(VAR)` of the arguments is an environment variable of the
+    // container, and a ConfigMap key it reads exists.
+    for a in args {
+        if let Some(var) = a.split("$(").nth(1).and_then(|r| r.split(')').next()) {
+            let e = env.iter().find(|e| e.name == var).unwrap_or_else(|| panic!("{a}: no {var}"));
+            if let Some(k) = e.value_from.as_ref().and_then(|v| v.config_map_key_ref.as_ref()) {
+                assert!(cm.data.as_ref().unwrap().contains_key(&k.key), "{var}: no key {}", k.key);
+            }
+        }
+    }
+    // Pins on the node's bpffs: enforcement outlives the pod.
+    assert!(args.iter().any(|a| a == "--bpf-pin-dir=/sys/fs/bpf/palisade"), "{args:?}");
+    let mounts = c.volume_mounts.as_ref().unwrap();
+    assert!(mounts.iter().any(|m| m.mount_path == "/sys/fs/bpf"), "{mounts:?}");
     let sc = c.security_context.as_ref().unwrap();
     assert_ne!(sc.privileged, Some(true));
     let caps = sc.capabilities.as_ref().unwrap();

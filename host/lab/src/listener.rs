@@ -56,7 +56,10 @@ impl Listener {
         ports: &[(Protocol, u16)],
         sctp: bool,
     ) -> Result<Listener, LabError> {
-        let (wake, stop) = nix::unistd::pipe()
+        // Close-on-exec: a process spawned while the lab runs (a daemon
+        // under test) must not hold the write end, or closing ours would
+        // never wake the listener and its drop would wait forever.
+        let (wake, stop) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| LabError::Io { what: "create a pipe".into(), source: e.into() })?;
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), LabError>>(1);
         let identity = identity.to_string();

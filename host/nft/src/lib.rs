@@ -35,10 +35,12 @@ use palisade_plugin_host::NftProvider;
 use serde_json::{json, Value};
 
 pub mod grant;
+pub mod guard;
 pub mod libnft;
 pub mod validate;
 
 pub use grant::{Family, TableGrants, TableRef};
+pub use guard::{EndpointGuard, GuardConfig};
 pub use libnft::LibNft;
 pub use validate::{Checked, Refusal};
 

@@ -524,3 +524,46 @@ fn dataplanes_on_several_threads_list_what_they_applied() {
     assert_eq!(failed.count(), 0, "a worker failed (its panic is printed above)");
     assert_eq!(root_tables(), root, "the machine's own namespace changed");
 }
+
+#[test]
+fn the_endpoint_guard_keeps_its_set_across_reinstalls_and_follows_syncs() {
+    use palisade_nft::{EndpointGuard, GuardConfig};
+    let ns = Netns::new();
+    let config = GuardConfig {
+        table: "palisade_guard".into(),
+        interfaces: vec!["veth*".into(), "cali*".into()],
+    };
+    let mut guard = EndpointGuard::install(Some(ns.path()), config.clone()).unwrap();
+    let rules = ns.ruleset();
+    for want in [
+        "iifname \"veth*\" ip saddr != @programmed4 drop",
+        "oifname \"cali*\" ip6 daddr != @programmed6 drop",
+        "type filter hook forward priority filter - 10; policy accept;",
+        "type filter hook input priority filter - 10; policy accept;",
+        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept",
+    ] {
+        assert!(rules.contains(want), "{want}:\n{rules}");
+    }
+    let a: Vec<std::net::IpAddr> =
+        ["10.1.0.1", "10.1.0.2", "fd00::1"].iter().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(guard.sync(&a).unwrap(), (3, 0));
+    let set = ns.nft(&["list", "set", "inet", "palisade_guard", "programmed4"]);
+    assert!(set.contains("10.1.0.1") && set.contains("10.1.0.2"), "{set}");
+    assert_eq!(guard.sync(&a[1..]).unwrap(), (0, 1), "a delta");
+    let set = ns.nft(&["list", "set", "inet", "palisade_guard", "programmed4"]);
+    assert!(!set.contains("10.1.0.1") && set.contains("10.1.0.2"), "{set}");
+
+    // A restarted host installs again: the elements stay until its first
+    // sync replaces them (no pod is isolated in between), and the rules are
+    // not doubled.
+    drop(guard);
+    let mut again = EndpointGuard::install(Some(ns.path()), config).unwrap();
+    let set = ns.nft(&["list", "set", "inet", "palisade_guard", "programmed4"]);
+    assert!(set.contains("10.1.0.2"), "{set}");
+    assert_eq!(ns.ruleset().matches("iifname \"veth*\" ip saddr").count(), 2, "forward and input");
+    assert_eq!(again.sync(&a[..1]).unwrap(), (1, 0), "the first sync replaces");
+    let set = ns.nft(&["list", "set", "inet", "palisade_guard", "programmed4"]);
+    assert!(set.contains("10.1.0.1") && !set.contains("10.1.0.2"), "{set}");
+    again.remove().unwrap();
+    assert!(!ns.ruleset().contains("palisade_guard"));
+}
