@@ -13,6 +13,7 @@ mod reset_cmd;
 mod resolve_cmd;
 mod run_cmd;
 mod run_kube;
+mod status_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,7 @@ enum Command {
     Lab(lab_cmd::LabCommand),
     Run(run_cmd::RunArgs),
     Reset(reset_cmd::ResetArgs),
+    Status(status_cmd::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Lab(cmd) => lab_cmd::run(cmd),
         Command::Run(args) => run_cmd::run(args),
         Command::Reset(args) => reset_cmd::run(args),
+        Command::Status(args) => status_cmd::run(args),
     };
     match result {
         Ok(code) => code,

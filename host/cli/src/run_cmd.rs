@@ -28,8 +28,12 @@ use crate::manifests::BetaRuleArg;
 /// With `--source kube` the objects come from the Kubernetes API server
 /// (in-cluster service account, or KUBECONFIG): Namespaces, Pods, Nodes,
 /// NetworkPolicies and the 2016 CRD are watched; the pods of --node (or
-/// $NODE_NAME) are the endpoints. /healthz, /readyz and /metrics are served
-/// on --health-addr; invalid policies get a Kubernetes Event.
+/// $NODE_NAME) are the endpoints. /healthz, /readyz (?pod=NS/NAME: that
+/// pod's policy is programmed), /status and /metrics are served on
+/// --health-addr (`palisade status` reads them); invalid policies get a
+/// Kubernetes Event; pods with the readiness gate
+/// `palisade.io/policy-programmed` get that condition once their policy is
+/// in force.
 ///
 /// Examples:
 ///   palisade run --source dir:/etc/palisade/manifests --plugin nftables
@@ -95,6 +99,11 @@ pub struct RunArgs {
     /// `--source kube`: do not post Kubernetes Events about invalid objects.
     #[arg(long)]
     pub no_events: bool,
+    /// `--source kube`: do not set the `palisade.io/policy-programmed`
+    /// condition of pods that list it in their readinessGates (set once
+    /// the pod's policy is programmed on its node).
+    #[arg(long)]
+    pub no_readiness_gates: bool,
 }
 
 pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {

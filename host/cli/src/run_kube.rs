@@ -36,6 +36,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         dialects: args.beta_rule.dialect_settings(),
         resolver: palisade_resolver::Settings { node: node.clone(), ..Default::default() },
         post_events: !args.no_events,
+        readiness_gates: !args.no_readiness_gates,
     };
     let stop = stop_on_signals()?;
     let mut daemon =

@@ -2,7 +2,10 @@
 //! plugin, against the fake API server (the real list/watch wire format),
 //! enforcing on the wire of a namespace lab: a NetworkPolicy created
 //! through the API isolates its pod; while the API server is away the
-//! isolation stays (logged once); deleting the policy lifts it.
+//! isolation stays (logged once); deleting the policy lifts it. On the way,
+//! `palisade status` reads the per-pod state from the daemon's health
+//! address, and the gated pod gets its `palisade.io/policy-programmed`
+//! condition through pods/status.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +13,9 @@
 mod fake_api;
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_api::FakeApi;
@@ -30,7 +35,9 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     let mut api = FakeApi::start();
     api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
     api.apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lab-node"}}));
-    api.apply(pod("web", "10.78.0.1", json!([{"containerPort": 80}])));
+    let mut web = pod("web", "10.78.0.1", json!([{"containerPort": 80}]));
+    web["spec"]["readinessGates"] = json!([{"conditionType": "palisade.io/policy-programmed"}]);
+    api.apply(web);
     api.apply(pod("client", "10.78.0.2", json!([])));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -55,6 +62,53 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST");
     let mut daemon = Daemon::spawn(cmd);
+    // The daemon's stderr as it comes: it names the health address it bound.
+    let said = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let said = said.clone();
+        let stderr = daemon.0.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut s = said.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let addr = loop {
+        let text = said.lock().unwrap().clone();
+        if text.contains("; ready") {
+            let addr = text
+                .split("/readyz and /metrics on ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string);
+            break addr.unwrap_or_else(|| panic!("no health address: {text}"));
+        }
+        assert!(Instant::now() < deadline, "not ready: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Per pod: web and client are this node's endpoints, programmed.
+    let status = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["status", "--addr", &addr])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let table = status(&[]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("shop/web") && table.contains("shop/client"), "{table}");
+    assert!(table.starts_with("READY  GENERATION  API SERVER\nyes"), "{table}");
+    assert!(status(&["--pod", "shop/web"]).status.success());
+    assert_eq!(status(&["--pod", "shop/nobody"]).status.code(), Some(1));
+    // The readiness gate of web is set through pods/status.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !api.status_patches().iter().any(|(ns, name, _)| ns == "shop" && name == "web") {
+        assert!(Instant::now() < deadline, "no readiness gate set: {:?}", api.requests());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     api.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "deny-web", "namespace": "shop"},
@@ -75,7 +129,9 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("shop"), "deny-web");
     assert!(eventually(&lab, true, Duration::from_secs(15)), "deleting it lifts the isolation");
 
-    let (status, stderr) = daemon.stop_and_read();
+    let status = daemon.stop();
+    reader.join().unwrap();
+    let stderr = said.lock().unwrap().clone();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("ready"), "{stderr}");
     // One log line per change of state of the API server's reachability.

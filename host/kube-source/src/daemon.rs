@@ -1,7 +1,7 @@
 //! `palisade run --source kube`: the Kubernetes source, the pipeline, and
 //! the backend plugin, failing static.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::events::{self, Rejection};
 use crate::health::Health;
+use crate::readiness::{self, Gated, Gates};
 use crate::source::{KubeSource, SourceClosed, SourceConfig};
 
 /// What programs rule sets: the [`Enforcer`] (a plugin under its
@@ -46,6 +47,9 @@ pub struct KubeConfig {
     pub resolver: palisade_resolver::Settings,
     /// Post a Kubernetes Event on each object that fails validation.
     pub post_events: bool,
+    /// Set the `palisade.io/policy-programmed` condition of pods that ask
+    /// for it in their readiness gates (`readiness`).
+    pub readiness_gates: bool,
 }
 
 /// One round, for logs and tests.
@@ -68,6 +72,9 @@ pub struct KubeDaemon<P> {
     reported: HashMap<ObjectKey, String>,
     /// When to retry after a failed programming.
     retry_at: Option<Instant>,
+    /// Pods with palisade's readiness gate.
+    gates: Gates,
+    gate_tx: Option<UnboundedSender<(Gated, u64)>>,
 }
 
 /// Delay before a failed programming is retried without a change (the
@@ -85,6 +92,10 @@ impl<P: Programmer> KubeDaemon<P> {
         health: Arc<Health>,
     ) -> KubeDaemon<P> {
         let source = KubeSource::start(runtime, &client, &config.source, health.clone());
+        let gates = Gates::default();
+        let gate_tx = config
+            .readiness_gates
+            .then(|| readiness::spawn(runtime, client.clone(), &gates, health.clone()));
         let events = config
             .post_events
             .then(|| events::spawn(runtime, client, config.resolver.node.clone(), health.clone()));
@@ -96,6 +107,8 @@ impl<P: Programmer> KubeDaemon<P> {
             events,
             reported: HashMap::new(),
             retry_at: None,
+            gates,
+            gate_tx,
         }
     }
 
@@ -125,6 +138,9 @@ impl<P: Programmer> KubeDaemon<P> {
         let started = Instant::now();
         self.health.batch();
         let identities: Vec<Identity> = batch.apply.iter().map(identity).collect();
+        for object in &batch.apply {
+            self.gates.observe(object);
+        }
         let applied = batch.apply.len();
         let outcome = self.pipeline.apply(batch.apply);
         for w in &outcome.warnings {
@@ -139,6 +155,7 @@ impl<P: Programmer> KubeDaemon<P> {
         self.health.rejected(outcome.rejected.len());
         for deleted in &batch.delete {
             self.reported.remove(deleted);
+            self.gates.forget(deleted);
         }
         self.pipeline.delete(&batch.delete);
         let programmed = self.program(started);
@@ -163,7 +180,20 @@ impl<P: Programmer> KubeDaemon<P> {
                 if !matches!(p, Programmed::Unchanged) {
                     self.health.programmed(started.elapsed());
                 }
-                self.health.set_generation(self.pipeline.rule_set().generation);
+                let rules = self.pipeline.rule_set();
+                self.health.set_generation(rules.generation);
+                self.health.set_endpoints(
+                    rules.generation,
+                    rules.endpoints.iter().map(|e| e.name.as_str()),
+                );
+                if let Some(tx) = &self.gate_tx {
+                    let programmed: BTreeSet<&str> =
+                        rules.endpoints.iter().map(|e| e.name.as_str()).collect();
+                    for pod in self.gates.due(&programmed) {
+                        self.gates.sent(&pod);
+                        let _ = tx.send((pod, rules.generation));
+                    }
+                }
                 self.health.set_ready();
                 self.retry_at = None;
                 log_programmed(p);

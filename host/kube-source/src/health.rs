@@ -44,6 +44,10 @@ pub struct Health {
     batches: AtomicU64,
     latency: Mutex<Histogram>,
     kinds: Mutex<ByKind>,
+    gates_set: AtomicU64,
+    /// The endpoints of the rule set in force: `ns/name` → the generation
+    /// that first programmed it.
+    endpoints: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Health {
@@ -101,6 +105,42 @@ impl Health {
         self.rejected.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    pub fn gate_set(&self) {
+        self.gates_set.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The endpoints of the rule set of `generation`, just programmed.
+    pub fn set_endpoints<'a>(&self, generation: u64, names: impl IntoIterator<Item = &'a str>) {
+        let mut e = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = BTreeMap::new();
+        for n in names {
+            next.insert(n.to_string(), e.get(n).copied().unwrap_or(generation));
+        }
+        *e = next;
+    }
+
+    /// The generation that programmed pod `ns/name`, if it is an endpoint
+    /// in force.
+    pub fn pod_programmed(&self, pod: &str) -> Option<u64> {
+        self.endpoints.lock().unwrap_or_else(PoisonError::into_inner).get(pod).copied()
+    }
+
+    /// `/status`: readiness, the generation in force, and every endpoint.
+    pub fn status_json(&self) -> String {
+        let e = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let pods: Vec<serde_json::Value> = e
+            .iter()
+            .map(|(pod, g)| serde_json::json!({"pod": pod, "programmed": true, "since_generation": g}))
+            .collect();
+        serde_json::json!({
+            "ready": self.is_ready(),
+            "api_reachable": self.reachable.load(Ordering::Relaxed),
+            "generation": self.generation.load(Ordering::Relaxed),
+            "endpoints": pods,
+        })
+        .to_string()
+    }
+
     pub fn event_posted(&self) {
         self.events_posted.fetch_add(1, Ordering::Relaxed);
     }
@@ -128,7 +168,7 @@ impl Health {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let scalars: [(&str, &str, &str, u64); 9] = [
+        let scalars: [(&str, &str, &str, u64); 10] = [
             (
                 "palisade_ready",
                 "gauge",
@@ -176,6 +216,12 @@ impl Health {
                 "counter",
                 "Kubernetes Events posted about invalid objects.",
                 load(&self.events_posted),
+            ),
+            (
+                "palisade_readiness_gates_set_total",
+                "counter",
+                "Pods whose palisade.io/policy-programmed condition was set to True.",
+                load(&self.gates_set),
             ),
             (
                 "palisade_batches_total",
@@ -228,17 +274,46 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
     )
 }
 
+/// The value of `name` in a query string (`%2F` and `%2f` decoded).
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.replace("%2F", "/").replace("%2f", "/"))
+    })
+}
+
 fn answer(health: &Health, request_line: &str) -> String {
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let path = path.split('?').next().unwrap_or(path);
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/readyz" {
+        if let Some(pod) = query_value(query, "pod") {
+            return match health.pod_programmed(&pod) {
+                Some(g) => response(
+                    "200 OK",
+                    "text/plain",
+                    &format!("{pod}: policy programmed (generation {g})\n"),
+                ),
+                None => response(
+                    "503 Service Unavailable",
+                    "text/plain",
+                    &format!("{pod}: not an endpoint of the programmed rule set (yet)\n"),
+                ),
+            };
+        }
+    }
     match path {
+        "/status" => response("200 OK", "application/json", &health.status_json()),
         "/healthz" | "/livez" => response("200 OK", "text/plain", "ok\n"),
         "/readyz" if health.is_ready() => response("200 OK", "text/plain", "ready\n"),
         "/readyz" => {
             response("503 Service Unavailable", "text/plain", "first sync not programmed yet\n")
         }
         "/metrics" => response("200 OK", "text/plain; version=0.0.4", &health.render()),
-        _ => response("404 Not Found", "text/plain", "try /healthz, /readyz or /metrics\n"),
+        _ => response(
+            "404 Not Found",
+            "text/plain",
+            "try /healthz, /readyz, /readyz?pod=NS/NAME, /status or /metrics\n",
+        ),
     }
 }
 
@@ -308,5 +383,26 @@ mod tests {
         assert!(text.contains("palisade_objects_watched{kind=\"Pod\"} 3\n"), "{text}");
         assert!(text.contains("palisade_ready 1\n"), "{text}");
         assert!(answer(&h, "GET /nope HTTP/1.1").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn per_pod_readiness_and_status() {
+        let h = Health::default();
+        h.set_endpoints(3, ["a/web", "a/db"]);
+        h.set_generation(3);
+        let web = answer(&h, "GET /readyz?pod=a/web HTTP/1.1");
+        assert!(web.starts_with("HTTP/1.1 200") && web.contains("generation 3"), "{web}");
+        assert!(answer(&h, "GET /readyz?pod=a%2Fdb HTTP/1.1").starts_with("HTTP/1.1 200"));
+        assert!(answer(&h, "GET /readyz?pod=a/new HTTP/1.1").starts_with("HTTP/1.1 503"));
+        // A later generation keeps the first one of pods already in force.
+        h.set_endpoints(4, ["a/web", "a/new"]);
+        assert!(answer(&h, "GET /readyz?pod=a/web HTTP/1.1").contains("generation 3"));
+        assert!(answer(&h, "GET /readyz?pod=a/new HTTP/1.1").contains("generation 4"));
+        assert!(answer(&h, "GET /readyz?pod=a/db HTTP/1.1").starts_with("HTTP/1.1 503"));
+        let status = answer(&h, "GET /status HTTP/1.1");
+        let body: serde_json::Value =
+            serde_json::from_str(status.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["endpoints"][0]["pod"], "a/new");
+        assert_eq!(body["endpoints"][1]["since_generation"], 3);
     }
 }

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod kinds;
+pub mod readiness;
 pub mod reflection;
 pub mod source;
 pub mod strip;

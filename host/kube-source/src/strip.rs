@@ -24,6 +24,19 @@ fn keep(map: &mut Map<String, Value>, fields: &[&str]) {
 }
 
 /// Strips `object` (of `group`/`kind`) down to what the pipeline reads.
+/// Keeps, of the list `field`, only the entries about palisade's readiness
+/// gate (`key` names the condition type); no such entry: no list.
+fn only_ours(map: &mut Map<String, Value>, field: &str, key: &str) {
+    if let Some(Value::Array(items)) = map.get_mut(field) {
+        items.retain(|i| i.get(key).and_then(Value::as_str) == Some(crate::readiness::GATE));
+        if items.is_empty() {
+            map.remove(field);
+        }
+    } else {
+        map.remove(field);
+    }
+}
+
 pub fn strip(group: &str, kind: &str, object: &mut Value) {
     let Some(map) = object.as_object_mut() else { return };
     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
@@ -47,11 +60,16 @@ pub fn strip(group: &str, kind: &str, object: &mut Value) {
                     }
                 }
                 spec.retain(|k, _| {
-                    POD_SPEC.contains(&k.as_str()) || k == "containers" || k == "initContainers"
+                    POD_SPEC.contains(&k.as_str())
+                        || k == "containers"
+                        || k == "initContainers"
+                        || k == "readinessGates"
                 });
+                only_ours(spec, "readinessGates", "conditionType");
             }
             if let Some(Value::Object(status)) = map.get_mut("status") {
-                keep(status, &POD_STATUS);
+                status.retain(|k, _| POD_STATUS.contains(&k.as_str()) || k == "conditions");
+                only_ours(status, "conditions", "type");
             }
         }
         ("", "Node") => {
@@ -99,6 +117,26 @@ mod tests {
                          "initContainers": [{"name": "s", "restartPolicy": "Always"}]},
                 "status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}], "phase": "Running"}
             })
+        );
+    }
+
+    #[test]
+    fn a_pod_keeps_palisades_readiness_gate_and_condition_only() {
+        let mut pod = json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "a"},
+            "spec": {"readinessGates": [{"conditionType": "other.io/x"},
+                                        {"conditionType": "palisade.io/policy-programmed"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"},
+                                      {"type": "palisade.io/policy-programmed", "status": "True"}]}
+        });
+        strip("", "Pod", &mut pod);
+        assert_eq!(
+            pod["spec"]["readinessGates"],
+            json!([{"conditionType": "palisade.io/policy-programmed"}])
+        );
+        assert_eq!(
+            pod["status"]["conditions"],
+            json!([{"type": "palisade.io/policy-programmed", "status": "True"}])
         );
     }
 

@@ -89,7 +89,7 @@ fn parse_all() -> Parsed {
 }
 
 #[test]
-fn the_rbac_reads_every_watched_kind_and_writes_only_events() {
+fn the_rbac_reads_every_watched_kind_and_writes_only_events_and_pod_conditions() {
     let p = parse_all();
     let reader =
         p.roles.iter().find(|r| r.metadata.name.as_deref() == Some("palisade-reader")).unwrap();
@@ -110,6 +110,13 @@ fn the_rbac_reads_every_watched_kind_and_writes_only_events() {
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].resources.as_deref(), Some(&["events".to_string()][..]));
     assert_eq!(rules[0].verbs, ["create"]);
+    let readiness =
+        p.roles.iter().find(|r| r.metadata.name.as_deref() == Some("palisade-readiness")).unwrap();
+    let rules = readiness.rules.as_ref().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].resources.as_deref(), Some(&["pods/status".to_string()][..]));
+    assert_eq!(rules[0].verbs, ["patch"]);
+    assert_eq!(p.roles.len(), 3, "no other role");
     let account = p.accounts[0].metadata.name.clone().unwrap();
     for b in &p.bindings {
         let subjects = b.subjects.as_ref().unwrap();

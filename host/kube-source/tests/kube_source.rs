@@ -74,6 +74,7 @@ fn start_failing(api: &FakeApi, failures: usize) -> Harness {
         },
         resolver: palisade_resolver::Settings { node: node(), ..Default::default() },
         post_events: true,
+        readiness_gates: true,
         ..KubeConfig::default()
     };
     let recorder = Recorder::default();
@@ -481,4 +482,64 @@ fn an_unreadable_optional_kind_does_not_hold_up_the_first_sync() {
     objects.push(unreadable);
     h.until_rule_set(&through_manifests(&objects), "after the kind became readable");
     drop(h.runtime);
+}
+
+fn gated(mut pod: Value) -> Value {
+    pod["spec"]["readinessGates"] = json!([{"conditionType": "palisade.io/policy-programmed"}]);
+    pod
+}
+
+#[test]
+fn pods_with_the_readiness_gate_get_their_condition_once_their_policy_is_programmed() {
+    let api = FakeApi::start();
+    let mut objects = cluster();
+    // web (n1) asks for the gate; a gated pod on another node is not ours.
+    objects.retain(|o| o["metadata"]["name"] != "web");
+    objects.push(gated(pod("shop", "web", "n1", json!({"app": "web"}), "10.0.0.1")));
+    objects.push(gated(pod("shop", "far", "n2", json!({"app": "far"}), "10.0.0.9")));
+    load(&api, &objects);
+    let mut h = start(&api);
+    // Nothing programmed: no pod is ready, none patched.
+    assert!(h.health.pod_programmed("shop/web").is_none());
+    h.until_rule_set(&through_manifests(&objects), "initial sync");
+    let generation = h.health.pod_programmed("shop/web").expect("web is programmed");
+    assert_eq!(h.health.pod_programmed("legacy/db"), Some(generation), "db too (no gate)");
+    assert_eq!(h.health.pod_programmed("shop/far"), None, "another node's pod");
+    // The condition is set through pods/status, for web only.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.status_patches().is_empty() {
+        assert!(Instant::now() < deadline, "no status patch: {:?}", api.requests());
+        h.daemon.round(Duration::from_millis(50)).unwrap();
+    }
+    // A few more rounds: the MODIFIED pod comes back with its condition
+    // set, and nothing is patched again.
+    for _ in 0..10 {
+        h.daemon.round(Duration::from_millis(50)).unwrap();
+    }
+    let patches = api.status_patches();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    let (ns, name, body) = &patches[0];
+    assert_eq!((ns.as_str(), name.as_str()), ("shop", "web"));
+    let c = &body["status"]["conditions"][0];
+    assert_eq!(c["type"], "palisade.io/policy-programmed");
+    assert_eq!(c["status"], "True");
+    let stored = api.pod("shop", "web").unwrap();
+    let conditions = stored["status"]["conditions"].as_array().unwrap();
+    assert!(conditions.iter().any(|c| c["type"] == "Ready"), "merged by type: {conditions:?}");
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "palisade.io/policy-programmed" && c["status"] == "True"),
+        "{conditions:?}"
+    );
+    assert!(h.health.render().contains("palisade_readiness_gates_set_total 1\n"));
+
+    // A new gated pod: set once it is programmed.
+    api.apply(gated(pod("shop", "late", "n1", json!({"app": "late"}), "10.0.0.7")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !api.status_patches().iter().any(|(_, n, _)| n == "late") {
+        assert!(Instant::now() < deadline, "no patch for the new pod");
+        h.daemon.round(Duration::from_millis(50)).unwrap();
+    }
+    assert!(h.health.pod_programmed("shop/late").is_some());
 }

@@ -54,6 +54,8 @@ struct State {
     /// Watches from a resourceVersion below this get 410 Gone.
     compacted_below: u64,
     events: Vec<Value>,
+    /// PATCHes of pods' status: (namespace, name, body).
+    status_patches: Vec<(String, String, Value)>,
     requests: Vec<String>,
     /// Resource paths answered with 403 Forbidden.
     forbidden: Vec<String>,
@@ -65,7 +67,7 @@ pub struct FakeApi {
     resources: Arc<Vec<Resource>>,
     state: Arc<Mutex<State>>,
     /// Bumped on every change; watch streams wait on it.
-    changed: watch::Sender<u64>,
+    changed: Arc<watch::Sender<u64>>,
     /// Bumped to drop every open connection.
     drops: watch::Sender<u64>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -119,7 +121,7 @@ impl FakeApi {
             addr: "127.0.0.1:0".parse().unwrap(),
             resources: Arc::new(resources),
             state: Arc::new(Mutex::new(State { rv: 100, ..State::default() })),
-            changed: watch::channel(0).0,
+            changed: Arc::new(watch::channel(0).0),
             drops: watch::channel(0).0,
             server: None,
         };
@@ -139,6 +141,7 @@ impl FakeApi {
         let server = Server {
             resources: self.resources.clone(),
             state: self.state.clone(),
+            notify: self.changed.clone(),
             changed: self.changed.subscribe(),
             drops: self.drops.subscribe(),
         };
@@ -253,6 +256,17 @@ impl FakeApi {
         }
     }
 
+    /// The PATCHes of pods' status so far: (namespace, name, body).
+    pub fn status_patches(&self) -> Vec<(String, String, Value)> {
+        self.state.lock().unwrap().status_patches.clone()
+    }
+
+    /// The stored object of a pod.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        s.objects.get("/api/v1/pods")?.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
     /// Events POSTed so far.
     pub fn events(&self) -> Vec<Value> {
         self.state.lock().unwrap().events.clone()
@@ -274,6 +288,7 @@ impl Drop for FakeApi {
 struct Server {
     resources: Arc<Vec<Resource>>,
     state: Arc<Mutex<State>>,
+    notify: Arc<watch::Sender<u64>>,
     changed: watch::Receiver<u64>,
     drops: watch::Receiver<u64>,
 }
@@ -378,6 +393,9 @@ impl Server {
             self.state.lock().unwrap().events.push(event.clone());
             return respond(&mut stream, 201, "Created", &event).await;
         }
+        if request.method == "PATCH" {
+            return self.patch_pod_status(&mut stream, &request).await;
+        }
         let Some(resource) = self.resources.iter().find(|r| r.path == request.path).cloned() else {
             let body = status(404, "NotFound", "the server could not find the requested resource");
             return respond(&mut stream, 404, "Not Found", &body).await;
@@ -413,6 +431,49 @@ impl Server {
             return;
         }
         let _ = self.watch(&mut stream, &resource, from, bookmarks).await;
+    }
+
+    /// `PATCH /api/v1/namespaces/NS/pods/NAME/status` with a strategic
+    /// merge patch of `status.conditions` (merged by `type`, as the API
+    /// server does): the pod changes, watchers get a MODIFIED event.
+    async fn patch_pod_status(&self, stream: &mut TcpStream, request: &Request) {
+        let parts: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+        let ["api", "v1", "namespaces", ns, "pods", name, "status"] = parts[..] else {
+            let body = status(405, "MethodNotAllowed", "only pods' status is patched here");
+            return respond(stream, 405, "Method Not Allowed", &body).await;
+        };
+        let patch: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let updated: Option<Value> = (|| {
+            let mut s = self.state.lock().unwrap();
+            s.status_patches.push((ns.to_string(), name.to_string(), patch.clone()));
+            s.rv += 1;
+            let rv = s.rv;
+            let key = (ns.to_string(), name.to_string());
+            let object = s.objects.get_mut("/api/v1/pods").and_then(|m| m.get_mut(&key))?;
+            let mut merged = object["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            for c in patch["status"]["conditions"].as_array().cloned().unwrap_or_default() {
+                match merged.iter_mut().find(|m| m["type"] == c["type"]) {
+                    Some(m) => *m = c,
+                    None => merged.push(c),
+                }
+            }
+            object["status"]["conditions"] = Value::Array(merged);
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let object = object.clone();
+            s.history.push(Change {
+                rv,
+                path: "/api/v1/pods".into(),
+                kind: "MODIFIED",
+                object: object.clone(),
+            });
+            Some(object)
+        })();
+        let Some(updated) = updated else {
+            let body = status(404, "NotFound", &format!("pods \"{name}\" not found"));
+            return respond(stream, 404, "Not Found", &body).await;
+        };
+        self.notify.send_modify(|v| *v += 1);
+        respond(stream, 200, "OK", &updated).await
     }
 
     async fn watch(
