@@ -277,3 +277,109 @@ fn pinned_state_outlives_its_dataplane_and_the_next_one_adopts_it_and_sweeps_the
     assert!(fs.files(&dp, EBPF).is_empty());
     assert!(!dp.pin_dir(EBPF).unwrap().exists());
 }
+
+/// The classifier object the eBPF plugin embeds, as built by
+/// scripts/build-plugins (the plugin's build script output).
+fn classifier_object() -> Vec<u8> {
+    let build = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/build");
+    let found = std::fs::read_dir(&build)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/build-plugins)", build.display()))
+        .flatten()
+        .map(|e| e.path().join("out/palisade_tc.o"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("no palisade_tc.o under {} (run scripts/build-plugins)", build.display())
+        });
+    std::fs::read(found).unwrap()
+}
+
+fn bpftool(args: &[&str]) -> String {
+    let out = Command::new("bpftool").args(args).output().unwrap();
+    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The program id a pinned link or program shows.
+fn program_id(text: &str) -> String {
+    // `bpftool link show pinned P`: "7: tcx  prog 42 ..."; `bpftool prog
+    // show pinned P`: "42: sched_cls  name pl_ingress ...".
+    match text.split_whitespace().skip_while(|w| *w != "prog").nth(1) {
+        Some(id) => id.to_string(),
+        None => text.split(':').next().unwrap_or_default().trim().to_string(),
+    }
+}
+
+#[test]
+fn an_upgraded_object_gets_fresh_maps_its_links_are_swapped_and_the_old_generation_retires() {
+    use palisade_model::Direction;
+    let netns = Netns::new(&["10.0.0.1"]);
+    let fs = Bpffs::mount();
+    let dp = BpfDataplane::pinned(
+        Some(netns.path.clone()),
+        &[EBPF],
+        BpfLimits::default(),
+        Pinning::new(&fs.0, "0.1.0"),
+    )
+    .unwrap();
+    dp.endpoints().record(&rule_set(1, &["ns/a"]).endpoints, &[], true);
+    let object = classifier_object();
+    let old = dp.load_object(EBPF, &object).unwrap();
+    // A tracked connection of the old generation (flow key, 16 bytes).
+    dp.update_map(EBPF, old, "pl_flows", &[(vec![7u8; 16], vec![1, 0, 0, 0])]).unwrap();
+    for (program, direction) in
+        [("pl_ingress", Direction::Ingress), ("pl_egress", Direction::Egress)]
+    {
+        dp.attach_program(EBPF, old, program, 1, direction).unwrap();
+    }
+    dp.applied(EBPF);
+    let generations = |dp: &BpfDataplane| -> Vec<PathBuf> {
+        let mut g: Vec<PathBuf> = std::fs::read_dir(dp.pin_dir(EBPF).unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("wit"))
+            .collect();
+        g.sort();
+        g
+    };
+    let first = generations(&dp);
+    assert_eq!(first.len(), 1);
+    let link = dp.pin_dir(EBPF).unwrap().join("links");
+    let link = std::fs::read_dir(&link).unwrap().flatten().next().unwrap().path();
+    let link = link.to_string_lossy().into_owned();
+    let old_program = program_id(&bpftool(&["link", "show", "pinned", &link]));
+    assert!(old_program.parse::<u32>().is_ok(), "a program id: {old_program}");
+
+    // The upgrade: other bytes (the same ELF with a byte appended is
+    // another object to the host). Fresh maps beside the old ones, the
+    // tracked connection copied over before any link moves.
+    let mut newer = object.clone();
+    newer.push(0);
+    let new = dp.load_object(EBPF, &newer).unwrap();
+    assert_eq!(generations(&dp).len(), 2, "the old generation stays until the swap");
+    assert_eq!(dp.stats().flows_copied, 1, "{:?}", dp.stats());
+    // While the plugin fills the new maps, the old programs keep judging.
+    assert_eq!(program_id(&bpftool(&["link", "show", "pinned", &link])), old_program);
+    for (program, direction) in
+        [("pl_ingress", Direction::Ingress), ("pl_egress", Direction::Egress)]
+    {
+        dp.attach_program(EBPF, new, program, 1, direction).unwrap();
+    }
+    let stats = dp.stats();
+    assert_eq!((stats.links_adopted, stats.links_attached), (2, 2), "swapped in place: {stats:?}");
+    dp.applied(EBPF);
+    let now = generations(&dp);
+    assert_eq!(now.len(), 1, "the old generation retired");
+    assert_ne!(now, first);
+    // The same pinned link now runs the new object's program.
+    let swapped = program_id(&bpftool(&["link", "show", "pinned", &link]));
+    assert!(swapped.parse::<u32>().is_ok(), "a program id: {swapped}");
+    assert_ne!(swapped, old_program);
+    let pinned_program =
+        now[0].join(if link.ends_with("tc_egress") { "prog_pl_ingress" } else { "prog_pl_egress" });
+    let pinned_program = pinned_program.to_string_lossy().into_owned();
+    assert_eq!(program_id(&bpftool(&["prog", "show", "pinned", &pinned_program])), swapped);
+    dp.release(EBPF);
+    assert!(!dp.pin_dir(EBPF).unwrap().exists());
+}
