@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_api::FakeApi;
+use palisade_lab::ProbeRequest;
+use palisade_model::Protocol;
 use serde_json::json;
 use support::{allowed, eventually, palisade_run, shop_lab, Daemon};
 
@@ -119,11 +121,48 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     );
 
     // The API server goes away for a while: the last state stays in force.
+    // Probers through the outage: client → web must stay denied (25 at a
+    // time, 200 ms timeout), web → client must stay allowed (its refusal
+    // reaches web; 5 at a time, 1 s timeout).
     api.stop();
+    let (mut denied, mut leaked, mut allowed_probes, mut dropped) = (0, 0, 0, 0);
     let deadline = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < deadline {
-        assert!(!allowed(&lab), "still isolated while the API server is away");
-    }
+    std::thread::scope(|s| {
+        let deny = s.spawn(|| {
+            let wave = vec![ProbeRequest::new("shop/client", "shop/web", Protocol::Tcp, 80); 25];
+            let (mut n, mut through) = (0, 0);
+            while Instant::now() < deadline {
+                for o in lab.probe_many(&wave, Duration::from_millis(200)) {
+                    n += 1;
+                    through += usize::from(o.allowed);
+                }
+            }
+            (n, through)
+        });
+        let allow = s.spawn(|| {
+            let wave = vec![ProbeRequest::new("shop/web", "shop/client", Protocol::Tcp, 80); 5];
+            let (mut n, mut lost) = (0, 0);
+            while Instant::now() < deadline {
+                for o in lab.probe_many(&wave, Duration::from_secs(1)) {
+                    n += 1;
+                    lost += usize::from(!o.allowed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (n, lost)
+        });
+        (denied, leaked) = deny.join().unwrap();
+        (allowed_probes, dropped) = allow.join().unwrap();
+    });
+    println!(
+        "API server away 1.5 s: {denied} denied probes, {leaked} leaked; {allowed_probes} allowed probes, {dropped} dropped"
+    );
+    assert_eq!(
+        (leaked, dropped),
+        (0, 0),
+        "the last state stays in force while the API server is away"
+    );
+    assert!(denied >= 150, "the prober ran at 100/s or more: {denied}");
     api.start_again();
 
     api.delete("networking.k8s.io/v1", "NetworkPolicy", Some("shop"), "deny-web");
