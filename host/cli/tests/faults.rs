@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -104,16 +103,7 @@ fn start_with(backend: &str, source: &Path, netns: &Path, pins: &Path, extra: &[
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut daemon = Daemon::spawn(cmd);
-    let said = Arc::new(Mutex::new(String::new()));
-    let stderr = daemon.0.stderr.take().unwrap();
-    let sink = said.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
+    let (said, _reader) = daemon.collect_stderr();
     let mut run = Run { daemon, said };
     let deadline = Instant::now() + Duration::from_secs(180);
     while !run.said.lock().unwrap().contains("palisade: programmed generation") {
@@ -177,6 +167,20 @@ fn probe_until(lab: &Lab, stop: &AtomicBool, counts: &Counts) {
             }
         });
     });
+}
+
+/// `palisade reset` of what these tests program (the guard table too).
+fn reset(backend: &str, netns: &Path, pins: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["reset", "--plugin", backend, "--table", "palisade_faults"])
+        .args(["--guard-table", "palisade_faults_guard", "--netns"])
+        .arg(netns)
+        .arg("--bpf-pin-dir")
+        .arg(pins)
+        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache-faults"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn bpf_programs() -> String {
@@ -257,15 +261,7 @@ fn faults(backend: &str, base: &str) {
     // Only a reset lifts the enforcement: the last daemon goes, the rules stay.
     run.terminate();
     assert!(!probe("x/c"), "still enforced after the daemon stopped");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["reset", "--plugin", backend, "--table", "palisade_faults", "--netns"])
-        .arg(&netns)
-        .arg("--bpf-pin-dir")
-        .arg(&bpffs.0)
-        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache-faults"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    reset(backend, &netns, &bpffs.0);
     if backend == "ebpf" {
         // (`*.debug`: bpffs's own files)
         let left: Vec<_> = walk(&bpffs.0)
@@ -421,16 +417,7 @@ fn new_pods(backend: &str, base: &str) {
 
     // Reset removes the guard with the rules.
     run.terminate();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["reset", "--plugin", backend, "--table", "palisade_faults"])
-        .args(["--guard-table", "palisade_faults_guard", "--netns"])
-        .arg(&netns)
-        .arg("--bpf-pin-dir")
-        .arg(&bpffs.0)
-        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache-faults"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    reset(backend, &netns, &bpffs.0);
     let tables = Command::new("ip")
         .args(["netns", "exec", lab.node_netns_name(), "nft", "list", "tables"])
         .output()

@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -28,18 +26,7 @@ fn run_with_ebpf_enforces_the_watched_directory_on_the_wire_and_follows_its_chan
     ));
     // The daemon's stderr, collected as it comes: the first programming
     // waits for the plugin's compilation when the cache is cold.
-    let said = Arc::new(Mutex::new(String::new()));
-    let reader = {
-        let said = said.clone();
-        let stderr = daemon.0.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut s = said.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        })
-    };
+    let (said, reader) = daemon.collect_stderr();
     let deadline = Instant::now() + Duration::from_secs(180);
     while !said.lock().unwrap().contains("programmed generation") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -13,9 +13,7 @@
 mod fake_api;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_api::FakeApi;
@@ -65,18 +63,7 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
         .env_remove("KUBERNETES_SERVICE_HOST");
     let mut daemon = Daemon::spawn(cmd);
     // The daemon's stderr as it comes: it names the health address it bound.
-    let said = Arc::new(Mutex::new(String::new()));
-    let reader = {
-        let said = said.clone();
-        let stderr = daemon.0.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut s = said.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        })
-    };
+    let (said, reader) = daemon.collect_stderr();
     let deadline = Instant::now() + Duration::from_secs(180);
     let addr = loop {
         let text = said.lock().unwrap().clone();

@@ -4,9 +4,11 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade_lab::{Lab, LabPod, LabSpec, ProbeRequest};
@@ -61,6 +63,22 @@ impl Daemon {
     pub fn stop(&mut self) -> ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
         self.0.wait().unwrap()
+    }
+
+    /// The daemon's stderr, collected line by line as it comes (from a
+    /// thread, joined by the handle once the daemon is gone).
+    pub fn collect_stderr(&mut self) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+        let said = Arc::new(Mutex::new(String::new()));
+        let sink = said.clone();
+        let stderr = self.0.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        (said, reader)
     }
 
     /// [`Daemon::stop`], then everything the daemon wrote to stderr.
