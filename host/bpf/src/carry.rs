@@ -66,12 +66,13 @@ pub(crate) struct Carry {
 }
 
 impl Carry {
-    /// Takes the pinned links found under `pins` that are not already held
-    /// or inherited; a pin that no longer opens is removed.
-    pub fn take_pinned_links(&mut self, pins: &PluginPins, held: &HashSet<(u32, Hook)>) -> usize {
+    /// Takes the pinned links found under `pins` that are not inherited
+    /// already (from this process's former object); a pin that no longer
+    /// opens is removed.
+    pub fn take_pinned_links(&mut self, pins: &PluginPins) -> usize {
         let mut taken = 0;
         for (ifindex, hook, path) in pins.links() {
-            if held.contains(&(ifindex, hook)) || self.inherited.contains_key(&(ifindex, hook)) {
+            if self.inherited.contains_key(&(ifindex, hook)) {
                 continue;
             }
             match PinnedLink::from_pin(&path) {

@@ -43,7 +43,7 @@ mod object;
 pub mod pins;
 mod syscall;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -205,15 +205,15 @@ impl BpfDataplane {
             path: path.display().to_string(),
             reason,
         };
-        let generation = match (&pins, &self.pins) {
-            (Some(pp), Some(p)) => {
-                let g = pp.generation(&p.pinning.wit_version, &pins::digest(object));
+        let generation = match &pins {
+            Some(pp) => {
+                let g = pp.generation(&pins::digest(object));
                 pp.create().map_err(|e| pin_fail(&pp.dir, format!("creating it: {e}")))?;
                 std::fs::create_dir_all(&g)
                     .map_err(|e| pin_fail(&g, format!("creating it: {e}")))?;
                 Some(g)
             }
-            _ => None,
+            None => None,
         };
         // One object per plugin. Pinned: the previous one's links are
         // carried over to the new object (they keep enforcing until it
@@ -239,6 +239,9 @@ impl BpfDataplane {
             reason,
         })?;
         let maps = object::own_maps(&ebpf).map_err(bad)?;
+        if let (true, Some(g)) = (adopted, &generation) {
+            object::check_adopted(&maps, &elf, g).map_err(|e| pin_fail(g, e))?;
+        }
         let mut obj = Object {
             plugin: plugin.into(),
             ebpf,
@@ -251,7 +254,7 @@ impl BpfDataplane {
         if let (Some(pp), Some(g)) = (&pins, &generation) {
             object::pin_programs(&mut obj.ebpf, g).map_err(|e| pin_fail(g, e))?;
             let carry = state.carry.entry(plugin.to_string()).or_default();
-            taken = carry.take_pinned_links(pp, &HashSet::new());
+            taken = carry.take_pinned_links(pp);
             for old in pp.other_generations(g) {
                 if !carry.retiring.contains(&old) {
                     carry.retiring.push(old);
@@ -295,8 +298,9 @@ impl BpfDataplane {
         }
     }
 
-    /// The node-side interface of endpoint `endpoint`.
-    fn interface_of(&self, plugin: &str, endpoint: u32) -> Result<String, BpfError> {
+    /// The node-side interface of endpoint `endpoint`, and its index: one
+    /// visit to the node namespace reads its routes and the index.
+    fn interface_of(&self, plugin: &str, endpoint: u32) -> Result<(String, u32), BpfError> {
         let fail = |reason: String| BpfError::Endpoint { plugin: plugin.into(), endpoint, reason };
         let addresses = self
             .endpoints
@@ -305,21 +309,26 @@ impl BpfDataplane {
         if addresses.is_empty() {
             return Err(fail("the endpoint has no IPv4 address".into()));
         }
-        let routes = match &self.netns {
-            None => endpoints::routes_here(),
-            Some(path) => palisade_netns::run_in(path, endpoints::routes_here)
-                .map_err(|e| fail(e.to_string()))?,
+        let lookup = move || -> Result<(String, u32), String> {
+            let routes = endpoints::routes_here().map_err(|e| format!("routes: {e}"))?;
+            let device = addresses
+                .iter()
+                .find_map(|a| endpoints::host_route_device(&routes, *a))
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    format!(
+                        "no host route (/32, no gateway) for {addresses:?} in the node namespace"
+                    )
+                })?;
+            let index = nix::net::if_::if_nametoindex(device.as_str())
+                .map_err(|e| format!("interface index of {device}: {e}"))?;
+            Ok((device, index))
+        };
+        match &self.netns {
+            None => lookup(),
+            Some(path) => palisade_netns::run_in(path, lookup).map_err(|e| fail(e.to_string()))?,
         }
-        .map_err(|e| fail(format!("routes: {e}")))?;
-        addresses
-            .iter()
-            .find_map(|a| endpoints::host_route_device(&routes, *a))
-            .map(str::to_string)
-            .ok_or_else(|| {
-                fail(format!(
-                    "no host route (/32, no gateway) for {addresses:?} in the node namespace"
-                ))
-            })
+        .map_err(fail)
     }
 
     /// Attaches `program` of `plugin`'s object to endpoint `endpoint`.
@@ -348,7 +357,7 @@ impl BpfDataplane {
         let started = Instant::now();
         let mut state = self.lock(plugin)?;
         owned(&state, plugin, object)?;
-        let interface = self.interface_of(plugin, endpoint)?;
+        let (interface, ifindex) = self.interface_of(plugin, endpoint)?;
         let hook = match direction {
             Direction::Ingress => Hook::TcEgress,
             Direction::Egress => Hook::TcIngress,
@@ -359,12 +368,6 @@ impl BpfDataplane {
             interface: interface.clone(),
             direction: hook.name().into(),
             reason,
-        };
-        let ifindex = {
-            let name = interface.clone();
-            self.in_netns(move || nix::net::if_::if_nametoindex(name.as_str()))
-                .map_err(&fail)?
-                .map_err(|e| fail(format!("interface index: {e}")))?
         };
         let inherited =
             state.carry.get_mut(plugin).and_then(|c| c.inherited.remove(&(ifindex, hook)));
@@ -383,26 +386,23 @@ impl BpfDataplane {
             })?;
         // A link at this interface and hook from a former object or
         // process: the program inside it is replaced atomically.
-        let mut adopted = false;
-        let mut held = None;
-        if let Some(i) = inherited {
-            let swapped = SchedClassifierLink::try_from(i.link)
+        let swapped = inherited.and_then(|i| {
+            let swap = SchedClassifierLink::try_from(i.link)
                 .map_err(|e| e.to_string())
                 .and_then(|l| tc.attach_to_link(l).map_err(|e| e.to_string()))
                 .and_then(|id| tc.take_link(id).map_err(|e| e.to_string()))
                 .and_then(|l| FdLink::try_from(l).map_err(|e| e.to_string()));
-            match swapped {
-                Ok(link) => {
-                    held = Some(Held::Pinned { link, path: i.path });
-                    adopted = true;
-                }
+            match swap {
+                Ok(link) => Some(Held::Pinned { link, path: i.path }),
                 Err(e) => {
                     tracing::warn!(plugin, %interface, hook = hook.name(), error = %e, "pinned link not taken over; attaching anew");
                     carry::remove_pin(&i.path);
+                    None
                 }
             }
-        }
-        let held = match held {
+        });
+        let adopted = swapped.is_some();
+        let held = match swapped {
             Some(h) => h,
             None => {
                 let attach_type = hook.attach_type();

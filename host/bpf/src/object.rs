@@ -14,6 +14,7 @@ pub(crate) struct OwnMap {
     pub kind: &'static str,
     pub key_size: usize,
     pub value_size: usize,
+    pub max_entries: u32,
 }
 
 impl OwnMap {
@@ -83,7 +84,7 @@ pub(crate) fn map_pin(generation: &Path, name: &str) -> PathBuf {
 
 /// Creates the object's maps (reusing those pinned in `generation`, and
 /// pinning the new ones there), then returns it with whether any map was
-/// found pinned. Reused maps must have the shapes the ELF declares.
+/// found pinned (see [`check_adopted`]).
 pub(crate) fn create(
     object: &[u8],
     elf: &Elf,
@@ -94,22 +95,26 @@ pub(crate) fn create(
     };
     let mut loader = EbpfLoader::new();
     let mut found = false;
-    let names: Vec<&String> = elf.maps.keys().collect();
-    for name in &names {
+    for name in elf.maps.keys() {
         let pin = map_pin(generation, name);
         found |= pin.exists();
         loader.map_pin_path(name.as_str(), pin);
     }
     let ebpf = loader.load(object).map_err(|e| e.to_string())?;
-    for (name, map) in ebpf.maps() {
-        let Some((key, value, max)) = elf.maps.get(name) else { continue };
-        let data = match map {
-            Map::HashMap(d) | Map::LruHashMap(d) | Map::LpmTrie(d) | Map::Array(d) => d,
-            _ => continue,
-        };
-        let info = data.info().map_err(|e| format!("map `{name}`: {e}"))?;
-        let shape = (info.key_size(), info.value_size(), info.max_entries());
-        if shape != (*key, *value, *max) {
+    Ok((ebpf, found))
+}
+
+/// Maps found pinned must have the shapes the ELF declares (a pin of
+/// something else in the generation's place is refused).
+pub(crate) fn check_adopted(
+    maps: &HashMap<String, OwnMap>,
+    elf: &Elf,
+    generation: &Path,
+) -> Result<(), String> {
+    for (name, map) in maps.iter().filter(|(_, m)| m.kind != "other") {
+        let Some(&(key, value, max)) = elf.maps.get(name) else { continue };
+        let shape = (map.key_size as u32, map.value_size as u32, map.max_entries);
+        if shape != (key, value, max) {
             return Err(format!(
                 "map `{name}` pinned at {} is not this object's (key, value, entries) = {:?}, pinned {shape:?}: remove the plugin's pins (`palisade reset`)",
                 map_pin(generation, name).display(),
@@ -117,7 +122,7 @@ pub(crate) fn create(
             ));
         }
     }
-    Ok((ebpf, found))
+    Ok(())
 }
 
 /// Verifies and loads every program (TC classifiers, checked before).
@@ -150,7 +155,8 @@ pub(crate) fn own_maps(ebpf: &Ebpf) -> Result<HashMap<String, OwnMap>, String> {
     let mut maps = HashMap::new();
     for (name, map) in ebpf.maps() {
         let Some((kind, data)) = writable_kind(map) else {
-            maps.insert(name.to_string(), OwnMap { kind: "other", key_size: 0, value_size: 0 });
+            let other = OwnMap { kind: "other", key_size: 0, value_size: 0, max_entries: 0 };
+            maps.insert(name.to_string(), other);
             continue;
         };
         let info = data.info().map_err(|e| format!("map `{name}`: {e}"))?;
@@ -160,6 +166,7 @@ pub(crate) fn own_maps(ebpf: &Ebpf) -> Result<HashMap<String, OwnMap>, String> {
                 kind,
                 key_size: info.key_size() as usize,
                 value_size: info.value_size() as usize,
+                max_entries: info.max_entries(),
             },
         );
     }

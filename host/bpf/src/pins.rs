@@ -113,19 +113,24 @@ pub fn ensure_bpffs(root: &Path) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub struct PluginPins {
     pub dir: PathBuf,
+    /// The WIT version its generations are named with.
+    pub wit_version: String,
 }
 
 impl PluginPins {
     pub fn new(pinning: &Pinning, netns: u64, plugin: &str) -> PluginPins {
-        PluginPins { dir: pinning.root.join(format!("ns{netns}")).join(plugin) }
+        PluginPins {
+            dir: pinning.root.join(format!("ns{netns}")).join(plugin),
+            wit_version: pinning.wit_version.clone(),
+        }
     }
 
     pub fn links_dir(&self) -> PathBuf {
         self.dir.join("links")
     }
 
-    pub fn generation(&self, wit_version: &str, digest: &str) -> PathBuf {
-        self.dir.join(format!("wit{}-{digest}", pin_name(wit_version)))
+    pub fn generation(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("wit{}-{digest}", pin_name(&self.wit_version)))
     }
 
     pub fn link(&self, ifindex: u32, hook: Hook) -> PathBuf {
@@ -207,7 +212,7 @@ mod tests {
         let pins = PluginPins::new(&Pinning::new("/sys/fs/bpf/palisade", "0.1.0"), 4026531840, "p");
         assert_eq!(pins.dir, Path::new("/sys/fs/bpf/palisade/ns4026531840/p"));
         assert_eq!(
-            pins.generation("0.1.0", "00ff"),
+            pins.generation("00ff"),
             Path::new("/sys/fs/bpf/palisade/ns4026531840/p/wit0_1_0-00ff")
         );
         assert_eq!(
@@ -225,20 +230,17 @@ mod tests {
     #[test]
     fn link_pins_are_read_back_and_strangers_ignored() {
         let dir = std::env::temp_dir().join(format!("palisade-pins-test-{}", std::process::id()));
-        let pins = PluginPins { dir: dir.clone() };
+        let pins = PluginPins { dir: dir.clone(), wit_version: "0.1.0".into() };
         pins.create().unwrap();
         for name in ["if3-tc_ingress", "if3-tc_egress", "if12-tc_ingress", "ifx-tc_egress", "junk"]
         {
             std::fs::write(pins.links_dir().join(name), b"").unwrap();
         }
-        std::fs::create_dir_all(pins.generation("0.1.0", "aa")).unwrap();
-        std::fs::create_dir_all(pins.generation("0.1.0", "bb")).unwrap();
+        std::fs::create_dir_all(pins.generation("aa")).unwrap();
+        std::fs::create_dir_all(pins.generation("bb")).unwrap();
         let found: Vec<(u32, Hook)> = pins.links().into_iter().map(|(i, h, _)| (i, h)).collect();
         assert_eq!(found, vec![(3, Hook::TcIngress), (3, Hook::TcEgress), (12, Hook::TcIngress)]);
-        assert_eq!(
-            pins.other_generations(&pins.generation("0.1.0", "aa")),
-            vec![pins.generation("0.1.0", "bb")]
-        );
+        assert_eq!(pins.other_generations(&pins.generation("aa")), vec![pins.generation("bb")]);
         remove_tree(&dir);
         assert!(!dir.exists());
     }

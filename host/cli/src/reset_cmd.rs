@@ -48,9 +48,20 @@ pub fn run(args: ResetArgs) -> anyhow::Result<std::process::ExitCode> {
         nft_table: Some(args.table.clone()),
         bpf_pins: Some(args.bpf_pin_dir.clone()),
     };
-    let mut enforcer = crate::run_cmd::start_backend(&args.plugin, &args.plugin_dirs, &target)?;
+    let enforcer = crate::run_cmd::start_backend(&args.plugin, &args.plugin_dirs, &target)?;
+    reset(enforcer, &args.plugin, args.netns.as_deref(), &args.guard_table)
+}
+
+/// Resets the plugin behind `enforcer` and removes the endpoint guard's
+/// table (`palisade reset`, `palisade run --reset-only`).
+pub fn reset(
+    mut enforcer: palisade_daemon::Enforcer,
+    plugin: &str,
+    netns: Option<&std::path::Path>,
+    guard_table: &str,
+) -> anyhow::Result<std::process::ExitCode> {
     enforcer.reset()?;
-    palisade_nft::EndpointGuard::remove_table(args.netns.clone(), &args.guard_table)?;
-    eprintln!("palisade: removed what the {} plugin programmed", args.plugin);
+    palisade_nft::EndpointGuard::remove_table(netns.map(Into::into), guard_table)?;
+    eprintln!("palisade: removed what the {plugin} plugin programmed");
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -166,11 +166,13 @@ pub(crate) fn start_backend(
 
 pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.reset_only {
-        let mut enforcer = start_enforcer(&args)?;
-        enforcer.reset()?;
-        EndpointGuard::remove_table(args.netns.clone(), &args.guard_table)?;
-        eprintln!("palisade: removed what the {} plugin programmed", args.plugin);
-        return Ok(std::process::ExitCode::SUCCESS);
+        let enforcer = start_enforcer(&args)?;
+        return crate::reset_cmd::reset(
+            enforcer,
+            &args.plugin,
+            args.netns.as_deref(),
+            &args.guard_table,
+        );
     }
     if args.source == "kube" {
         return crate::run_kube::run(args);

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use palisade_model::Protocol;
 
 mod support;
 
-use support::{write, Daemon};
+use support::{probe_until, write, Bpffs, Counts, Daemon};
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-from-b, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: a}}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {app: b}}\n";
 
@@ -52,28 +52,6 @@ fn lab(base: &str) -> Lab {
         notes: vec![],
     })
     .unwrap()
-}
-
-/// A private bpffs mounted on a temporary directory, unmounted (with every
-/// pin in it) on every exit path.
-struct Bpffs(PathBuf);
-
-impl Bpffs {
-    fn mount(tag: &str) -> Bpffs {
-        let dir =
-            std::env::temp_dir().join(format!("palisade-faults-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir).status().unwrap();
-        assert!(ok.success(), "mount bpffs on {}", dir.display());
-        Bpffs(dir)
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 /// One `palisade run` process whose stderr is collected as it comes.
@@ -131,44 +109,6 @@ impl Run {
     }
 }
 
-#[derive(Default)]
-struct Counts {
-    denied_probes: AtomicU64,
-    leaked: AtomicU64,
-    allowed_probes: AtomicU64,
-    dropped: AtomicU64,
-}
-
-/// Probes `x/c → x/a` (25 at a time, 200 ms timeout) and `x/b → x/a`
-/// (5 at a time, 1 s timeout) until `stop`.
-fn probe_until(lab: &Lab, stop: &AtomicBool, counts: &Counts) {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let wave = vec![ProbeRequest::new("x/c", "x/a", Protocol::Tcp, 80); 25];
-            while !stop.load(Ordering::Relaxed) {
-                for o in lab.probe_many(&wave, Duration::from_millis(200)) {
-                    counts.denied_probes.fetch_add(1, Ordering::Relaxed);
-                    if o.allowed {
-                        counts.leaked.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
-        s.spawn(|| {
-            let wave = vec![ProbeRequest::new("x/b", "x/a", Protocol::Tcp, 80); 5];
-            while !stop.load(Ordering::Relaxed) {
-                for o in lab.probe_many(&wave, Duration::from_secs(1)) {
-                    counts.allowed_probes.fetch_add(1, Ordering::Relaxed);
-                    if !o.allowed {
-                        counts.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-    });
-}
-
 /// `palisade reset` of what these tests program (the guard table too).
 fn reset(backend: &str, netns: &Path, pins: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
@@ -208,7 +148,7 @@ fn faults(backend: &str, base: &str) {
     let stop = AtomicBool::new(false);
     let mut log = Vec::new();
     std::thread::scope(|s| {
-        s.spawn(|| probe_until(&lab, &stop, &counts));
+        s.spawn(|| probe_until(&lab, ("x/c", "x/a"), ("x/b", "x/a"), &stop, &counts));
         let phase = |log: &mut Vec<String>, what: &str, started: Instant| {
             log.push(format!(
                 "{what} ({:.1} s): {} denied probes, {} leaked; {} allowed probes, {} dropped",

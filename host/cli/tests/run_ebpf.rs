@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{allowed, eventually, palisade_run, pods_yaml, shop_lab, write, Daemon, DENY, NS};
+use support::{
+    allowed, eventually, palisade_run, pods_yaml, shop_lab, write, Bpffs, Daemon, DENY, NS,
+};
 
 #[test]
 fn run_with_ebpf_enforces_the_watched_directory_on_the_wire_and_follows_its_changes() {
@@ -19,8 +21,17 @@ fn run_with_ebpf_enforces_the_watched_directory_on_the_wire_and_follows_its_chan
     write(dir.path(), "pods.yaml", &pods_yaml("10.78.0.1", "10.78.0.2"));
     assert!(allowed(&lab), "no policy: open");
 
+    // Pins on a bpffs of the test's own, gone with it.
+    let pins = Bpffs::mount("run-ebpf");
     let mut daemon = Daemon::spawn(palisade_run(
-        &["--plugin", "ebpf", "--source", &format!("dir:{}", dir.path().display())],
+        &[
+            "--plugin",
+            "ebpf",
+            "--source",
+            &format!("dir:{}", dir.path().display()),
+            "--bpf-pin-dir",
+            &pins.0.display().to_string(),
+        ],
         &lab.node_netns(),
         "palisade-cli-test-cache-ebpf",
     ));

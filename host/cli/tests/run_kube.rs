@@ -14,13 +14,12 @@ mod fake_api;
 mod support;
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fake_api::FakeApi;
-use palisade_lab::ProbeRequest;
-use palisade_model::Protocol;
 use serde_json::json;
-use support::{allowed, eventually, palisade_run, shop_lab, Daemon};
+use support::{allowed, eventually, palisade_run, probe_until, shop_lab, Counts, Daemon};
 
 fn pod(name: &str, ip: &str, ports: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -112,35 +111,23 @@ fn run_from_the_api_server_enforces_a_created_policy_on_the_wire_and_lifts_it_on
     // time, 200 ms timeout), web → client must stay allowed (its refusal
     // reaches web; 5 at a time, 1 s timeout).
     api.stop();
-    let (mut denied, mut leaked, mut allowed_probes, mut dropped) = (0, 0, 0, 0);
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    let (counts, stop) = (Counts::default(), AtomicBool::new(false));
     std::thread::scope(|s| {
-        let deny = s.spawn(|| {
-            let wave = vec![ProbeRequest::new("shop/client", "shop/web", Protocol::Tcp, 80); 25];
-            let (mut n, mut through) = (0, 0);
-            while Instant::now() < deadline {
-                for o in lab.probe_many(&wave, Duration::from_millis(200)) {
-                    n += 1;
-                    through += usize::from(o.allowed);
-                }
-            }
-            (n, through)
+        s.spawn(|| {
+            probe_until(
+                &lab,
+                ("shop/client", "shop/web"),
+                ("shop/web", "shop/client"),
+                &stop,
+                &counts,
+            )
         });
-        let allow = s.spawn(|| {
-            let wave = vec![ProbeRequest::new("shop/web", "shop/client", Protocol::Tcp, 80); 5];
-            let (mut n, mut lost) = (0, 0);
-            while Instant::now() < deadline {
-                for o in lab.probe_many(&wave, Duration::from_secs(1)) {
-                    n += 1;
-                    lost += usize::from(!o.allowed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (n, lost)
-        });
-        (denied, leaked) = deny.join().unwrap();
-        (allowed_probes, dropped) = allow.join().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
     });
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (denied, leaked) = (load(&counts.denied_probes), load(&counts.leaked));
+    let (allowed_probes, dropped) = (load(&counts.allowed_probes), load(&counts.dropped));
     println!(
         "API server away 1.5 s: {denied} denied probes, {leaked} leaked; {allowed_probes} allowed probes, {dropped} dropped"
     );

@@ -19,8 +19,6 @@ pub enum Programmed {
     Delta { generation: u64, records: usize, elapsed: Duration },
 }
 
-const GUARD_NAME: &str = palisade_nft::guard::GUARD;
-
 pub struct Enforcer {
     supervisor: Supervisor,
     /// True until a full rule set was accepted, and again after a failure:
@@ -115,7 +113,7 @@ impl Enforcer {
         self.supervisor.reset()?;
         if let Some(guard) = self.guard.as_mut() {
             guard.remove().map_err(|e| PluginError::Host {
-                plugin: GUARD_NAME.into(),
+                plugin: palisade_nft::guard::GUARD.into(),
                 message: e.to_string(),
             })?;
         }

@@ -181,14 +181,11 @@ impl<P: Programmer> KubeDaemon<P> {
                     self.health.programmed(started.elapsed());
                 }
                 let rules = self.pipeline.rule_set();
+                let programmed: BTreeSet<&str> =
+                    rules.endpoints.iter().map(|e| e.name.as_str()).collect();
                 self.health.set_generation(rules.generation);
-                self.health.set_endpoints(
-                    rules.generation,
-                    rules.endpoints.iter().map(|e| e.name.as_str()),
-                );
+                self.health.set_endpoints(rules.generation, programmed.iter().copied());
                 if let Some(tx) = &self.gate_tx {
-                    let programmed: BTreeSet<&str> =
-                        rules.endpoints.iter().map(|e| e.name.as_str()).collect();
                     for pod in self.gates.due(&programmed) {
                         self.gates.sent(&pod);
                         let _ = tx.send((pod, rules.generation));

@@ -6,8 +6,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -151,4 +152,73 @@ pub fn write(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+/// A private bpffs mounted on a temporary directory, unmounted (with every
+/// pin in it) on every exit path: the eBPF backend's `--bpf-pin-dir` in
+/// tests, so that nothing is pinned on the machine's own bpffs.
+pub struct Bpffs(pub PathBuf);
+
+impl Bpffs {
+    pub fn mount(tag: &str) -> Bpffs {
+        let dir =
+            std::env::temp_dir().join(format!("palisade-faults-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir).status().unwrap();
+        assert!(ok.success(), "mount bpffs on {}", dir.display());
+        Bpffs(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// What the probers saw.
+#[derive(Default)]
+pub struct Counts {
+    pub denied_probes: AtomicU64,
+    pub leaked: AtomicU64,
+    pub allowed_probes: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// Probes `deny` (from, to; TCP 80; 25 at a time, 200 ms timeout: an
+/// answer is a leak) and `allow` (5 at a time, 1 s timeout: a timeout is a
+/// wrongly dropped connection) until `stop`, counting into `counts`.
+pub fn probe_until(
+    lab: &Lab,
+    deny: (&str, &str),
+    allow: (&str, &str),
+    stop: &AtomicBool,
+    counts: &Counts,
+) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let wave = vec![ProbeRequest::new(deny.0, deny.1, Protocol::Tcp, 80); 25];
+            while !stop.load(Ordering::Relaxed) {
+                for o in lab.probe_many(&wave, Duration::from_millis(200)) {
+                    counts.denied_probes.fetch_add(1, Ordering::Relaxed);
+                    if o.allowed {
+                        counts.leaked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        s.spawn(|| {
+            let wave = vec![ProbeRequest::new(allow.0, allow.1, Protocol::Tcp, 80); 5];
+            while !stop.load(Ordering::Relaxed) {
+                for o in lab.probe_many(&wave, Duration::from_secs(1)) {
+                    counts.allowed_probes.fetch_add(1, Ordering::Relaxed);
+                    if !o.allowed {
+                        counts.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    });
 }
