@@ -48,7 +48,12 @@ pub fn run(args: ResetArgs) -> anyhow::Result<std::process::ExitCode> {
         nft_table: Some(args.table.clone()),
         bpf_pins: Some(args.bpf_pin_dir.clone()),
     };
-    let enforcer = crate::run_cmd::start_backend(&args.plugin, &args.plugin_dirs, &target)?;
+    let enforcer = crate::run_cmd::start_backend(
+        &args.plugin,
+        &args.plugin_dirs,
+        &target,
+        palisade_plugin_host::Limits::default(),
+    )?;
     reset(enforcer, &args.plugin, args.netns.as_deref(), &args.guard_table)
 }
 

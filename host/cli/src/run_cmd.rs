@@ -104,6 +104,49 @@ pub struct RunArgs {
     /// the pod's policy is programmed on its node).
     #[arg(long)]
     pub no_readiness_gates: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The sandbox's limits of the backend plugin. A plugin that breaks one is
+/// stopped in the middle of its call (a trap): what it programmed before
+/// stays in force, a fresh instance re-applies the last good rule set, and
+/// the failed change is retried (docs/reliability.md).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Linear memory of the plugin, in MiB.
+    #[arg(long = "plugin-memory-mb", value_name = "MIB", default_value_t = Limits::default().memory_bytes >> 20)]
+    pub memory_mb: usize,
+    /// CPU time the plugin may spend in one call (its own running time,
+    /// not the host's capability calls), in milliseconds.
+    #[arg(long = "plugin-deadline-ms", value_name = "MS", default_value_t = Limits::default().call_deadline.as_millis() as u64)]
+    pub deadline_ms: u64,
+    /// Capability calls (nft batches, map writes, attaches...) the plugin
+    /// may make during one call of its own.
+    #[arg(long = "plugin-host-calls", value_name = "N", default_value_t = Limits::default().host_calls_per_call)]
+    pub host_calls: u64,
+    /// Bytes the plugin may pass in one capability call, in KiB.
+    #[arg(long = "plugin-host-call-kb", value_name = "KIB", default_value_t = Limits::default().host_call_payload_bytes >> 10)]
+    pub host_call_kb: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        if self.memory_mb == 0
+            || self.deadline_ms == 0
+            || self.host_calls == 0
+            || self.host_call_kb == 0
+        {
+            bail!("--plugin-memory-mb, --plugin-deadline-ms, --plugin-host-calls and --plugin-host-call-kb must be above 0");
+        }
+        Ok(Limits {
+            memory_bytes: self.memory_mb.saturating_mul(1 << 20),
+            call_deadline: Duration::from_millis(self.deadline_ms),
+            host_calls_per_call: self.host_calls,
+            host_call_payload_bytes: self.host_call_kb.saturating_mul(1 << 10),
+            ..Limits::default()
+        })
+    }
 }
 
 pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
@@ -138,7 +181,7 @@ pub(crate) fn start_enforcer(args: &RunArgs) -> anyhow::Result<Enforcer> {
         nft_table: Some(args.table.clone()),
         bpf_pins: Some(args.bpf_pin_dir.clone()),
     };
-    let enforcer = start_backend(&args.plugin, &args.plugin_dirs, &target)?;
+    let enforcer = start_backend(&args.plugin, &args.plugin_dirs, &target, args.limits.limits()?)?;
     let interfaces: Vec<String> =
         args.endpoint_interfaces.iter().filter(|p| !p.is_empty()).cloned().collect();
     if interfaces.is_empty() {
@@ -155,11 +198,12 @@ pub(crate) fn start_backend(
     plugin: &str,
     plugin_dirs: &[PathBuf],
     target: &Target,
+    limits: Limits,
 ) -> anyhow::Result<Enforcer> {
     let engine =
         PluginEngine::new(EngineOptions::default()).context("starting the plugin engine")?;
     let profile = profile(plugin, plugin_dirs, target)?;
-    let plugin = profile.load(&engine, Limits::default())?;
+    let plugin = profile.load(&engine, limits)?;
     tracing::info!(plugin = plugin.name(), file = %profile.path.display(), "plugin loaded");
     Ok(Enforcer::start(plugin, profile.settings.clone())?)
 }

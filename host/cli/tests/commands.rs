@@ -170,3 +170,22 @@ steps:
     let o = palisade(&["conformance", path, "--backend", "nope"]);
     assert!(stderr(&o).contains("--backend `nope` is unknown"), "{}", stderr(&o));
 }
+
+#[test]
+fn run_refuses_a_zero_plugin_limit_before_programming_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("dir:{}", dir.path().display());
+    let o =
+        palisade(&["run", "--plugin", "nftables", "--source", &source, "--plugin-memory-mb", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--plugin-memory-mb"), "{}", stderr(&o));
+    let o = palisade(&["run", "--help"]);
+    for flag in [
+        "--plugin-memory-mb",
+        "--plugin-deadline-ms",
+        "--plugin-host-calls",
+        "--plugin-host-call-kb",
+    ] {
+        assert!(stdout(&o).contains(flag), "{flag} in --help");
+    }
+}

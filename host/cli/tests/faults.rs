@@ -8,125 +8,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use palisade_lab::{Lab, LabPod, LabSpec, ProbeRequest};
+use palisade_lab::{Lab, LabPod, ProbeRequest};
 use palisade_model::Protocol;
 
 mod support;
 
-use support::{probe_until, write, Bpffs, Counts, Daemon};
-
-const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-from-b, namespace: x}\nspec:\n  podSelector: {matchLabels: {app: a}}\n  ingress:\n  - from:\n    - podSelector: {matchLabels: {app: b}}\n";
-
-fn manifests(base: &str) -> String {
-    let mut out = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n");
-    for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        out.push_str("---\n");
-        out.push_str(&pod(name, name, &format!("{base}.{}", i + 1)));
-    }
-    out
-}
-
-/// Pod `x/NAME` labelled `app: APP` at `ip`, declaring TCP 80.
-fn pod(name: &str, app: &str, ip: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{app: {app}}}}}\nspec: {{containers: [{{name: {name}, ports: [{{containerPort: 80}}]}}]}}\nstatus: {{podIP: {ip}}}\n"
-    )
-}
-
-fn lab(base: &str) -> Lab {
-    let ip = |i: u8| format!("{base}.{i}").parse::<IpAddr>().unwrap();
-    Lab::up(&LabSpec {
-        pods: vec![
-            LabPod { key: "x/a".into(), ip: ip(1), ports: vec![(Protocol::Tcp, 80)] },
-            LabPod { key: "x/b".into(), ip: ip(2), ports: vec![] },
-            LabPod { key: "x/c".into(), ip: ip(3), ports: vec![] },
-        ],
-        externals: vec![],
-        notes: vec![],
-    })
-    .unwrap()
-}
-
-/// One `palisade run` process whose stderr is collected as it comes.
-struct Run {
-    daemon: Daemon,
-    said: Arc<Mutex<String>>,
-}
-
-fn start(backend: &str, source: &Path, netns: &Path, pins: &Path) -> Run {
-    start_with(backend, source, netns, pins, &[])
-}
-
-fn start_with(backend: &str, source: &Path, netns: &Path, pins: &Path, extra: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
-    cmd.arg("run")
-        .args(extra)
-        .args(["--plugin", backend, "--source"])
-        .arg(format!("dir:{}", source.display()))
-        .arg("--netns")
-        .arg(netns)
-        .arg("--table")
-        .arg("palisade_faults")
-        .arg("--bpf-pin-dir")
-        .arg(pins)
-        .args(["--log", "info", "--log-json"])
-        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache-faults"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut daemon = Daemon::spawn(cmd);
-    let (said, _reader) = daemon.collect_stderr();
-    let mut run = Run { daemon, said };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !run.said.lock().unwrap().contains("palisade: programmed generation") {
-        assert!(Instant::now() < deadline, "no programming: {}", run.said.lock().unwrap());
-        if let Ok(Some(status)) = run.daemon.0.try_wait() {
-            panic!("palisade run exited ({status}): {}", run.said.lock().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    run
-}
-
-impl Run {
-    fn kill(&mut self) {
-        let _ = self.daemon.0.kill();
-        let _ = self.daemon.0.wait();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        self.daemon.stop()
-    }
-
-    fn said(&self) -> String {
-        self.said.lock().unwrap().clone()
-    }
-}
-
-/// `palisade reset` of what these tests program (the guard table too).
-fn reset(backend: &str, netns: &Path, pins: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["reset", "--plugin", backend, "--table", "palisade_faults"])
-        .args(["--guard-table", "palisade_faults_guard", "--netns"])
-        .arg(netns)
-        .arg("--bpf-pin-dir")
-        .arg(pins)
-        .env("PALISADE_CACHE_DIR", std::env::temp_dir().join("palisade-cli-test-cache-faults"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn bpf_programs() -> String {
-    let out = Command::new("bpftool").args(["prog", "show"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::three_pods::{
+    bpf_programs, lab, logged, manifests, pod, reset, start, start_with, under_probers, walk,
+    POLICY,
+};
+use support::{write, Bpffs};
 
 fn faults(backend: &str, base: &str) {
     let lab = lab(base);
@@ -144,49 +38,23 @@ fn faults(backend: &str, base: &str) {
     let mut run = start(backend, dir.path(), &netns, &bpffs.0);
     assert!(!probe("x/c") && probe("x/b"), "enforced: {}", run.said());
 
-    let counts = Counts::default();
-    let stop = AtomicBool::new(false);
-    let mut log = Vec::new();
-    std::thread::scope(|s| {
-        s.spawn(|| probe_until(&lab, ("x/c", "x/a"), ("x/b", "x/a"), &stop, &counts));
-        let phase = |log: &mut Vec<String>, what: &str, started: Instant| {
-            log.push(format!(
-                "{what} ({:.1} s): {} denied probes, {} leaked; {} allowed probes, {} dropped",
-                started.elapsed().as_secs_f64(),
-                counts.denied_probes.load(Ordering::Relaxed),
-                counts.leaked.load(Ordering::Relaxed),
-                counts.allowed_probes.load(Ordering::Relaxed),
-                counts.dropped.load(Ordering::Relaxed)
-            ));
-        };
-        let t = Instant::now();
+    let probed = under_probers(&lab, |phase| {
         std::thread::sleep(Duration::from_millis(700));
-        phase(&mut log, "running", t);
+        phase("running");
         run.kill();
         std::thread::sleep(Duration::from_millis(1500));
-        phase(&mut log, "after kill -9, daemon dead", t);
+        phase("after kill -9, daemon dead");
         run = start(backend, dir.path(), &netns, &bpffs.0);
-        phase(&mut log, "restarted", t);
+        phase("restarted");
         std::thread::sleep(Duration::from_millis(700));
         let status = run.terminate();
         assert!(status.success(), "{}", run.said());
         std::thread::sleep(Duration::from_millis(1500));
-        phase(&mut log, "after SIGTERM, daemon stopped", t);
+        phase("after SIGTERM, daemon stopped");
         run = start(backend, dir.path(), &netns, &bpffs.0);
         std::thread::sleep(Duration::from_millis(700));
-        phase(&mut log, "restarted again", t);
-        stop.store(true, Ordering::Relaxed);
+        phase("restarted again");
     });
-    for line in &log {
-        println!("faults {backend}: {line}");
-    }
-    let elapsed_probes = counts.denied_probes.load(Ordering::Relaxed)
-        + counts.allowed_probes.load(Ordering::Relaxed);
-    let leaked = counts.leaked.load(Ordering::Relaxed);
-    let dropped = counts.dropped.load(Ordering::Relaxed);
-    println!(
-        "faults {backend}: {elapsed_probes} probes in all: {leaked} leaked, {dropped} dropped"
-    );
     let said = run.said();
     if backend == "ebpf" {
         // The restarted daemon took the pinned links over (the program
@@ -194,9 +62,7 @@ fn faults(backend: &str, base: &str) {
         assert!(said.contains(r#""adopted":true"#), "{said}");
         assert!(!said.contains(r#""adopted":false"#), "{said}");
     }
-    assert_eq!(leaked, 0, "denied connections got through: {log:#?}\n{said}");
-    assert_eq!(dropped, 0, "allowed connections were dropped: {log:#?}\n{said}");
-    assert!(elapsed_probes > 500, "the probers ran: {log:#?}");
+    probed.check(&format!("faults {backend}"), 500, &said);
 
     // Only a reset lifts the enforcement: the last daemon goes, the rules stay.
     run.terminate();
@@ -224,21 +90,6 @@ fn faults(backend: &str, base: &str) {
             "{progs}"
         );
     }
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-            out.push(p);
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]
@@ -274,19 +125,6 @@ fn until_through(lab: &Lab, from: &str, to: &str, since: Instant) -> Duration {
 
 fn lab_pod(key: &str, ip: &str) -> LabPod {
     LabPod { key: key.into(), ip: ip.parse().unwrap(), ports: vec![(Protocol::Tcp, 80)] }
-}
-
-/// Waits until the daemon's log has `n` lines containing all of `parts`.
-fn logged(run: &Run, parts: &[&str], n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let said = run.said();
-        if said.lines().filter(|l| parts.iter().all(|p| l.contains(p))).count() >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {n} log lines with {parts:?}: {said}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// New pods fail closed: an interface whose pod object the host does not
@@ -348,10 +186,10 @@ fn new_pods(backend: &str, base: &str) {
     report.push(format!("reused address, new pod's object → it flows: {in_force:?}"));
     leaked += through(&lab, "x/f", "x/a", 20);
 
-    for line in &report {
-        println!("new pods {backend}: {line}");
-    }
-    println!("new pods {backend}: {leaked} leaked, {dropped} dropped");
+    let mut lines: Vec<String> =
+        report.iter().map(|l| format!("new pods {backend}: {l}")).collect();
+    lines.push(format!("new pods {backend}: {leaked} leaked, {dropped} dropped"));
+    support::three_pods::report(&lines);
     assert_eq!(leaked, 0, "{report:?}\n{}", run.said());
     assert_eq!(dropped, 0, "programmed pods kept flowing while the daemon was down and restarted");
 

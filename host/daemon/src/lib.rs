@@ -3,8 +3,9 @@
 //! A manifest directory (watched with inotify) feeds the pipeline (store,
 //! dialects, resolver); every settled change becomes a delta that the backend
 //! plugin programs. If the plugin fails, what it programmed last stays in
-//! force (fail static), the error is logged, and the next change is sent as
-//! a full rule set.
+//! force (fail static), the error is logged, and the full rule set is sent
+//! again at the next change or after [`RETRY`], whichever comes first (the
+//! plugin's supervisor adds its own backoff on repeated failures).
 
 pub mod enforcer;
 pub mod manifests;
@@ -13,7 +14,7 @@ pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use enforcer::{Enforcer, Programmed};
 pub use manifests::{LoadReport, ManifestDir};
@@ -52,7 +53,12 @@ pub struct Daemon {
     pipeline: Pipeline,
     watcher: DirWatcher,
     enforcer: Enforcer,
+    /// When to retry a failed programming without a change.
+    retry_at: Option<Instant>,
 }
+
+/// Delay before a failed programming is retried without a change.
+pub const RETRY: Duration = Duration::from_secs(1);
 
 fn log_load(report: &LoadReport) {
     for (file, r) in &report.rejected {
@@ -92,7 +98,7 @@ impl Daemon {
             message: e.to_string(),
         })?;
         log_load(&load);
-        let mut daemon = Daemon { manifests, pipeline, watcher, enforcer };
+        let mut daemon = Daemon { manifests, pipeline, watcher, enforcer, retry_at: None };
         let programmed = daemon.program();
         Ok((daemon, Round { changed_files: Vec::new(), load, programmed }))
     }
@@ -101,6 +107,7 @@ impl Daemon {
         let delta = self.pipeline.take_delta();
         let result = self.enforcer.program(self.pipeline.rule_set(), &delta);
         log_programmed(&result);
+        self.retry_at = result.is_err().then(|| Instant::now() + RETRY);
         result
     }
 
@@ -117,11 +124,16 @@ impl Daemon {
     }
 
     /// Waits up to `timeout` for a settled change, then reads and programs
-    /// it. `None` if nothing changed.
+    /// it; or retries a failed programming when that is due. `None` if
+    /// nothing changed and no retry was due.
     pub fn round(&mut self, timeout: Duration) -> Result<Option<Round>, DaemonError> {
         let changed_files = self.watcher.next_changes(timeout)?;
         if changed_files.is_empty() {
-            return Ok(None);
+            if self.retry_at.is_none_or(|at| Instant::now() < at) {
+                return Ok(None);
+            }
+            let programmed = self.program();
+            return Ok(Some(Round { changed_files, load: LoadReport::default(), programmed }));
         }
         let load = self.manifests.reload(&mut self.pipeline, &changed_files);
         log_load(&load);

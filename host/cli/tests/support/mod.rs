@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use palisade_lab::{Lab, LabPod, LabSpec, ProbeRequest};
 use palisade_model::Protocol;
 
+pub mod three_pods;
+
 /// The `shop` namespace.
 pub const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
 /// A NetworkPolicy isolating `shop/web` (no ingress allowed).
