@@ -10,6 +10,7 @@
 //! the resolver and the reference evaluator can be tested without a cluster
 //! and without a WebAssembly runtime.
 
+pub mod calico_selector;
 pub mod event;
 pub mod net;
 pub mod policy;

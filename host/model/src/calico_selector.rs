@@ -1,0 +1,407 @@
+//! Calico's selector language: parsing, with errors that give the position
+//! and what was expected, and evaluation over a label view.
+//!
+//! ```text
+//! expr     := and ( "||" and )*
+//! and      := unary ( "&&" unary )*
+//! unary    := "!" unary | primary
+//! primary  := "(" expr ")" | "all()" | "global()" | "has(" key ")"
+//!           | key ( "==" | "!=" | "contains" | "starts with" | "ends with" ) string
+//!           | key ( "in" | "not in" ) "{" [ string ( "," string )* ] "}"
+//! string   := '...' | "..."            (no escapes)
+//! key      := [A-Za-z0-9_./-]+
+//! ```
+//!
+//! White space is a blank or a tab, nothing else: a newline (or any other
+//! character outside the grammar) is an error. The empty selector is
+//! `all()`. `!=` and `not in` are true when the label is absent; every
+//! other comparison needs the label. `global()` holds for what has no
+//! `projectcalico.org/namespace` label (the non-namespaced network sets).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The label every namespaced Calico endpoint and network set carries.
+pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
+
+/// A parsed selector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Selector {
+    All,
+    Global,
+    Has(String),
+    Eq(String, String),
+    Ne(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Contains(String, String),
+    StartsWith(String, String),
+    EndsWith(String, String),
+    Not(Box<Selector>),
+    And(Box<Selector>, Box<Selector>),
+    Or(Box<Selector>, Box<Selector>),
+}
+
+/// What a selector reads labels from.
+pub trait LabelView {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelView for std::collections::BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// A parse error: where (a 1-based column, in characters), what was
+/// expected there, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: expected {expected}, found {found}")]
+pub struct SelectorError {
+    pub column: usize,
+    pub expected: String,
+    pub found: String,
+}
+
+impl Selector {
+    /// Parses a selector; the empty (or blank) selector is `all()`.
+    pub fn parse(text: &str) -> Result<Selector, SelectorError> {
+        let mut p = Parser { chars: text.chars().collect(), at: 0 };
+        p.blank();
+        if p.at == p.chars.len() {
+            return Ok(Selector::All);
+        }
+        let sel = p.or()?;
+        p.blank();
+        if p.at < p.chars.len() {
+            return Err(p.error("`&&`, `||` or the end of the selector"));
+        }
+        Ok(sel)
+    }
+
+    pub fn matches(&self, labels: &dyn LabelView) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Global => labels.label(NAMESPACE_LABEL).is_none(),
+            Selector::Has(k) => labels.label(k).is_some(),
+            Selector::Eq(k, v) => labels.label(k) == Some(v.as_str()),
+            Selector::Ne(k, v) => labels.label(k) != Some(v.as_str()),
+            Selector::In(k, vs) => labels.label(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Selector::NotIn(k, vs) => labels.label(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+            Selector::Contains(k, v) => labels.label(k).is_some_and(|l| l.contains(v.as_str())),
+            Selector::StartsWith(k, v) => {
+                labels.label(k).is_some_and(|l| l.starts_with(v.as_str()))
+            }
+            Selector::EndsWith(k, v) => labels.label(k).is_some_and(|l| l.ends_with(v.as_str())),
+            Selector::Not(s) => !s.matches(labels),
+            Selector::And(a, b) => a.matches(labels) && b.matches(labels),
+            Selector::Or(a, b) => a.matches(labels) || b.matches(labels),
+        }
+    }
+
+    /// `self && other`, without a redundant `all()`.
+    pub fn and(self, other: Selector) -> Selector {
+        match (self, other) {
+            (Selector::All, o) | (o, Selector::All) => o,
+            (a, b) => Selector::And(Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// The same selector over labels whose keys carry `prefix` (a
+    /// namespace selector read on an endpoint's `pcns.` labels, a service
+    /// account selector on its `pcsa.` labels). `global()` is kept.
+    pub fn prefixed(&self, prefix: &str) -> Selector {
+        let k = |key: &String| format!("{prefix}{key}");
+        match self {
+            Selector::All => Selector::All,
+            Selector::Global => Selector::Global,
+            Selector::Has(key) => Selector::Has(k(key)),
+            Selector::Eq(key, v) => Selector::Eq(k(key), v.clone()),
+            Selector::Ne(key, v) => Selector::Ne(k(key), v.clone()),
+            Selector::In(key, v) => Selector::In(k(key), v.clone()),
+            Selector::NotIn(key, v) => Selector::NotIn(k(key), v.clone()),
+            Selector::Contains(key, v) => Selector::Contains(k(key), v.clone()),
+            Selector::StartsWith(key, v) => Selector::StartsWith(k(key), v.clone()),
+            Selector::EndsWith(key, v) => Selector::EndsWith(k(key), v.clone()),
+            Selector::Not(s) => Selector::Not(Box::new(s.prefixed(prefix))),
+            Selector::And(a, b) => {
+                Selector::And(Box::new(a.prefixed(prefix)), Box::new(b.prefixed(prefix)))
+            }
+            Selector::Or(a, b) => {
+                Selector::Or(Box::new(a.prefixed(prefix)), Box::new(b.prefixed(prefix)))
+            }
+        }
+    }
+
+    /// True if the selector uses `global()` anywhere.
+    pub fn uses_global(&self) -> bool {
+        match self {
+            Selector::Global => true,
+            Selector::Not(s) => s.uses_global(),
+            Selector::And(a, b) | Selector::Or(a, b) => a.uses_global() || b.uses_global(),
+            _ => false,
+        }
+    }
+}
+
+fn quote(v: &str) -> String {
+    if v.contains('"') {
+        format!("'{v}'")
+    } else {
+        format!("\"{v}\"")
+    }
+}
+
+fn set(vs: &[String]) -> String {
+    vs.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ")
+}
+
+impl fmt::Display for Selector {
+    /// Canonical text that parses back to the same selector.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::All => write!(f, "all()"),
+            Selector::Global => write!(f, "global()"),
+            Selector::Has(k) => write!(f, "has({k})"),
+            Selector::Eq(k, v) => write!(f, "{k} == {}", quote(v)),
+            Selector::Ne(k, v) => write!(f, "{k} != {}", quote(v)),
+            Selector::In(k, vs) => write!(f, "{k} in {{{}}}", set(vs)),
+            Selector::NotIn(k, vs) => write!(f, "{k} not in {{{}}}", set(vs)),
+            Selector::Contains(k, v) => write!(f, "{k} contains {}", quote(v)),
+            Selector::StartsWith(k, v) => write!(f, "{k} starts with {}", quote(v)),
+            Selector::EndsWith(k, v) => write!(f, "{k} ends with {}", quote(v)),
+            Selector::Not(s) => match **s {
+                Selector::And(..) | Selector::Or(..) => write!(f, "!({s})"),
+                _ => write!(f, "!{s}"),
+            },
+            Selector::And(a, b) => {
+                let side = |s: &Selector| match s {
+                    Selector::Or(..) => format!("({s})"),
+                    _ => s.to_string(),
+                };
+                write!(f, "{} && {}", side(a), side(b))
+            }
+            Selector::Or(a, b) => write!(f, "{a} || {b}"),
+        }
+    }
+}
+
+struct Parser {
+    chars: Vec<char>,
+    at: usize,
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-')
+}
+
+impl Parser {
+    fn error(&self, expected: &str) -> SelectorError {
+        let found = match self.chars.get(self.at) {
+            None => "the end of the selector".to_string(),
+            Some('\n') => "a newline (only blanks and tabs are white space)".to_string(),
+            Some('\r') => "a carriage return (only blanks and tabs are white space)".to_string(),
+            Some(_) => {
+                let rest: String = self.chars[self.at..].iter().take(12).collect();
+                format!("`{rest}`")
+            }
+        };
+        SelectorError { column: self.at + 1, expected: expected.to_string(), found }
+    }
+
+    fn blank(&mut self) {
+        while matches!(self.chars.get(self.at), Some(' ' | '\t')) {
+            self.at += 1;
+        }
+    }
+
+    /// Consumes `word` (after blanks) if it is next.
+    fn eat(&mut self, word: &str) -> bool {
+        self.blank();
+        let n = word.chars().count();
+        let ok = self.chars.len() >= self.at + n
+            && self.chars[self.at..self.at + n].iter().copied().eq(word.chars());
+        if ok {
+            self.at += n;
+        }
+        ok
+    }
+
+    /// Consumes a keyword (`in`, `not`, `contains`...) that is not the start
+    /// of a longer key.
+    fn keyword(&mut self, word: &str) -> bool {
+        let start = self.at;
+        if !self.eat(word) {
+            return false;
+        }
+        if self.chars.get(self.at).is_some_and(|&c| is_key_char(c)) {
+            self.at = start;
+            return false;
+        }
+        true
+    }
+
+    /// `first` then, after at least one blank, `second`.
+    fn two_words(&mut self, first: &str, second: &str) -> Result<bool, SelectorError> {
+        let start = self.at;
+        if !self.keyword(first) {
+            return Ok(false);
+        }
+        if !matches!(self.chars.get(self.at), Some(' ' | '\t')) || !self.keyword(second) {
+            self.blank();
+            let err = self.error(&format!("`{second}` after `{first}`"));
+            self.at = start;
+            return Err(err);
+        }
+        Ok(true)
+    }
+
+    fn or(&mut self) -> Result<Selector, SelectorError> {
+        let mut left = self.and()?;
+        while self.eat("||") {
+            let right = self.and()?;
+            left = Selector::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Selector, SelectorError> {
+        let mut left = self.unary()?;
+        while self.eat("&&") {
+            let right = self.unary()?;
+            left = Selector::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Selector, SelectorError> {
+        self.blank();
+        // `!` but not `!=` (which needs a key before it anyway).
+        if self.chars.get(self.at) == Some(&'!') && self.chars.get(self.at + 1) != Some(&'=') {
+            self.at += 1;
+            return Ok(Selector::Not(Box::new(self.unary()?)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Selector, SelectorError> {
+        const OPERAND: &str = "a label, `has(`, `all()`, `global()`, `!` or `(`";
+        self.blank();
+        if self.eat("(") {
+            let inner = self.or()?;
+            if !self.eat(")") {
+                return Err(self.error("`)`, `&&` or `||`"));
+            }
+            return Ok(inner);
+        }
+        for (word, sel) in [("all", Selector::All), ("global", Selector::Global)] {
+            let start = self.at;
+            if self.keyword(word) {
+                if self.eat("(") {
+                    if self.eat(")") {
+                        return Ok(sel);
+                    }
+                    return Err(self.error(&format!("`)` after `{word}(`")));
+                }
+                self.at = start;
+            }
+        }
+        let start = self.at;
+        if self.keyword("has") {
+            if self.eat("(") {
+                self.blank();
+                let key = self.key("a label key inside `has(...)`")?;
+                if !self.eat(")") {
+                    return Err(self.error("`)` after the key of `has(`"));
+                }
+                return Ok(Selector::Has(key));
+            }
+            self.at = start;
+        }
+        if self.chars.get(self.at).is_none_or(|&c| !is_key_char(c)) {
+            return Err(self.error(OPERAND));
+        }
+        let key = self.key(OPERAND)?;
+        if self.eat("==") {
+            return Ok(Selector::Eq(key, self.string()?));
+        }
+        if self.eat("!=") {
+            return Ok(Selector::Ne(key, self.string()?));
+        }
+        if self.keyword("in") {
+            return Ok(Selector::In(key, self.values()?));
+        }
+        if self.two_words("not", "in")? {
+            return Ok(Selector::NotIn(key, self.values()?));
+        }
+        if self.keyword("contains") {
+            return Ok(Selector::Contains(key, self.string()?));
+        }
+        if self.two_words("starts", "with")? {
+            return Ok(Selector::StartsWith(key, self.string()?));
+        }
+        if self.two_words("ends", "with")? {
+            return Ok(Selector::EndsWith(key, self.string()?));
+        }
+        self.blank();
+        Err(self.error(&format!(
+            "an operator after the label `{key}` (`==`, `!=`, `in`, `not in`, `contains`, `starts with`, `ends with`)"
+        )))
+    }
+
+    fn key(&mut self, expected: &str) -> Result<String, SelectorError> {
+        let start = self.at;
+        while self.chars.get(self.at).is_some_and(|&c| is_key_char(c)) {
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err(self.error(expected));
+        }
+        Ok(self.chars[start..self.at].iter().collect())
+    }
+
+    fn string(&mut self) -> Result<String, SelectorError> {
+        self.blank();
+        let Some(&q) = self.chars.get(self.at).filter(|c| matches!(c, '\'' | '"')) else {
+            return Err(self.error("a quoted string ('...' or \"...\")"));
+        };
+        let open = self.at;
+        self.at += 1;
+        let start = self.at;
+        while self.chars.get(self.at).is_some_and(|&c| c != q) {
+            self.at += 1;
+        }
+        if self.at == self.chars.len() {
+            self.at = open;
+            return Err(self.error(&format!("a string closed by {q}")));
+        }
+        let s: String = self.chars[start..self.at].iter().collect();
+        self.at += 1;
+        Ok(s)
+    }
+
+    fn values(&mut self) -> Result<Vec<String>, SelectorError> {
+        if !self.eat("{") {
+            return Err(self.error("`{` starting a set of strings"));
+        }
+        let mut out = Vec::new();
+        if self.eat("}") {
+            return Ok(out);
+        }
+        loop {
+            out.push(self.string()?);
+            if self.eat("}") {
+                return Ok(out);
+            }
+            if !self.eat(",") {
+                return Err(self.error("`,` or `}` in a set of strings"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "calico_selector_tests.rs"]
+mod tests;
