@@ -2,11 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_model::policy::{ObjectRef, Policy};
+use palisade_model::policy::{ObjectRef, Policy, TierRank};
 use palisade_model::ModelEvent;
 use palisade_store::{prepare, split_api_version, ObjectKey, Store};
 use serde_json::{Map, Value};
 
+use crate::calico::{self, Scope, TierObject};
+use crate::error::Problem;
 use crate::error::{DialectError, Warning};
 use crate::field::Ctx;
 use crate::v1::Flavor;
@@ -64,6 +66,8 @@ impl Switches {
 struct Entry {
     policy: Policy,
     gate: Gate,
+    /// Calico: the tier the policy names (its rank follows the Tier).
+    tier: Option<String>,
 }
 
 /// Compiles Kubernetes objects into the policy model and emits
@@ -84,6 +88,10 @@ pub struct Compiler {
     in_force: BTreeSet<ObjectRef>,
     pods: BTreeSet<(String, String)>,
     nodes: BTreeSet<String>,
+    accounts: BTreeSet<(String, String)>,
+    network_sets: BTreeSet<(Option<String>, String)>,
+    /// Calico Tier objects (the `default` tier always exists).
+    tiers: BTreeMap<String, TierObject>,
 }
 
 impl Compiler {
@@ -133,7 +141,8 @@ impl Compiler {
             ("", "Namespace") => 0,
             ("", "Node") => 1,
             ("", "Pod") => 2,
-            _ => 3,
+            (g, "Tier") if calico::is_calico_group(g) => 3,
+            _ => 4,
         };
         let mut objects: Vec<(&ObjectKey, &Value)> = store.iter().collect();
         objects.sort_by_key(|(k, _)| rank(k));
@@ -192,6 +201,18 @@ impl Compiler {
                 let policy = experimental::compile(&mut ctx, map, namespace, &key.name)?;
                 self.set_policy(key, policy, Gate::Isolation)
             }
+            ("", "v1", "ServiceAccount") => {
+                let labels = crate::selector::object_labels(&ctx, map)?;
+                self.accounts.insert((namespace.to_string(), key.name.clone()));
+                vec![ModelEvent::ServiceAccountUpserted(palisade_model::policy::ServiceAccount {
+                    namespace: namespace.to_string(),
+                    name: key.name.clone(),
+                    labels,
+                })]
+            }
+            (g, _, kind) if calico::is_calico_group(g) => {
+                self.apply_calico(&mut ctx, key, map, kind)?
+            }
             _ => {
                 return Err(DialectError::UnsupportedKind {
                     object: Box::new(key.clone()),
@@ -230,6 +251,32 @@ impl Compiler {
                 } else {
                     Vec::new()
                 }
+            }
+            ("", "ServiceAccount") => {
+                if self.accounts.remove(&(namespace.clone(), key.name.clone())) {
+                    vec![ModelEvent::ServiceAccountDeleted { namespace, name: key.name.clone() }]
+                } else {
+                    Vec::new()
+                }
+            }
+            (g, "NetworkSet" | "GlobalNetworkSet") if calico::is_calico_group(g) => {
+                let ns = key.namespace.clone();
+                if self.network_sets.remove(&(ns.clone(), key.name.clone())) {
+                    vec![ModelEvent::NetworkSetDeleted { namespace: ns, name: key.name.clone() }]
+                } else {
+                    Vec::new()
+                }
+            }
+            (g, "Tier") if calico::is_calico_group(g) => {
+                if let Some(user) = self.tier_user(&key.name) {
+                    tracing::error!(
+                        object = %key,
+                        "the tier is still used by {user}; it stays in force until its policies are deleted"
+                    );
+                    return Vec::new();
+                }
+                self.tiers.remove(&key.name);
+                Vec::new()
             }
             _ => match self.policies.remove(key) {
                 Some(entry) => self.withdraw(&entry.policy.object).into_iter().collect(),
@@ -287,8 +334,93 @@ impl Compiler {
     }
 
     fn set_policy(&mut self, key: &ObjectKey, policy: Policy, gate: Gate) -> Vec<ModelEvent> {
-        self.policies.insert(key.clone(), Entry { policy, gate });
+        self.policies.insert(key.clone(), Entry { policy, gate, tier: None });
         self.reconcile(key).into_iter().collect()
+    }
+
+    /// The rank of Calico tier `name`, if it exists.
+    fn tier_rank(&self, name: &str) -> Option<TierRank> {
+        if name == TierRank::DEFAULT_TIER {
+            return Some(TierRank::NetworkPolicy);
+        }
+        let tier = self.tiers.get(name)?;
+        Some(TierRank::Calico { order: tier.order, name: name.to_string(), pass: tier.pass })
+    }
+
+    /// A policy that names tier `name`, if any.
+    fn tier_user(&self, name: &str) -> Option<&ObjectKey> {
+        self.policies.iter().find(|(_, e)| e.tier.as_deref() == Some(name)).map(|(k, _)| k)
+    }
+
+    /// The Calico kinds.
+    fn apply_calico(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &ObjectKey,
+        map: &Map<String, Value>,
+        kind: &str,
+    ) -> Result<Vec<ModelEvent>, DialectError> {
+        let namespace = key.namespace.as_deref().unwrap_or_default();
+        let scope = |kind: &str| match kind {
+            "NetworkPolicy" | "StagedNetworkPolicy" => Scope::Namespace(namespace),
+            _ => Scope::Global,
+        };
+        Ok(match kind {
+            "NetworkPolicy" | "GlobalNetworkPolicy" => {
+                let compiled = calico::compile_policy(ctx, map, scope(kind), &key.name)?;
+                if self.tier_rank(&compiled.tier).is_none() {
+                    return Err(ctx.invalid(
+                        "spec.tier",
+                        Problem::Tier(format!("tier `{}` does not exist", compiled.tier)),
+                    ));
+                }
+                let entry = Entry {
+                    policy: compiled.policy,
+                    gate: Gate::Always,
+                    tier: Some(compiled.tier),
+                };
+                self.policies.insert(key.clone(), entry);
+                self.reconcile(key).into_iter().collect()
+            }
+            "StagedNetworkPolicy" | "StagedGlobalNetworkPolicy" => {
+                calico::compile_policy(ctx, map, scope(kind), &key.name)?;
+                ctx.warn("", "a staged policy is validated and not enforced");
+                Vec::new()
+            }
+            "StagedKubernetesNetworkPolicy" => {
+                v1::compile(ctx, map, namespace, &key.name, Flavor::V1)?;
+                ctx.warn("", "a staged policy is validated and not enforced");
+                Vec::new()
+            }
+            "Tier" => {
+                let tier = calico::tier(ctx, map, &key.name)?;
+                self.tiers.insert(key.name.clone(), tier);
+                let users: Vec<ObjectKey> = self
+                    .policies
+                    .iter()
+                    .filter(|(_, e)| e.tier.as_deref() == Some(key.name.as_str()))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                users.iter().filter_map(|k| self.reconcile(k)).collect()
+            }
+            "NetworkSet" | "GlobalNetworkSet" => {
+                let ns = (kind == "NetworkSet").then_some(namespace);
+                let set = calico::network_set(ctx, map, ns, &key.name)?;
+                self.network_sets.insert((set.namespace.clone(), set.name.clone()));
+                vec![ModelEvent::NetworkSetUpserted(set)]
+            }
+            _ => {
+                return Err(DialectError::UnsupportedKind {
+                    object: Box::new(key.clone()),
+                    api_version: map
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    kind: kind.to_string(),
+                })
+            }
+        })
     }
 
     /// Emits the upsert of a policy in force, or withdraws one that is no
@@ -296,8 +428,13 @@ impl Compiler {
     fn reconcile(&mut self, key: &ObjectKey) -> Option<ModelEvent> {
         let entry = self.policies.get(key)?;
         let namespace = key.namespace.as_deref().unwrap_or_default();
-        if self.switches(namespace).opens(entry.gate) {
-            let policy = entry.policy.clone();
+        let rank = match &entry.tier {
+            None => Some(entry.policy.tier.clone()),
+            Some(name) => self.tier_rank(name),
+        };
+        if let (Some(rank), true) = (rank, self.switches(namespace).opens(entry.gate)) {
+            let mut policy = entry.policy.clone();
+            policy.tier = rank;
             self.in_force.insert(policy.object.clone());
             Some(ModelEvent::PolicyUpserted(policy))
         } else {

@@ -66,6 +66,10 @@ pub(crate) fn pod(
     let spec = opt_map(ctx, object, "spec", "")?.unwrap_or(&empty);
     let node =
         opt_str(ctx, spec, "nodeName", "spec")?.filter(|n| !n.is_empty()).map(str::to_string);
+    let service_account = opt_str(ctx, spec, "serviceAccountName", "spec")?
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_string();
     let host_network = match get(spec, "hostNetwork") {
         Some(v) => ctx.bool(v, "spec.hostNetwork")?,
         None => false,
@@ -118,6 +122,7 @@ pub(crate) fn pod(
         ports,
         host_network,
         active,
+        service_account,
     })
 }
 

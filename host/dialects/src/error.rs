@@ -142,6 +142,51 @@ pub enum Problem {
     /// A NetworkPolicy peer with ipBlock and a selector.
     #[error("ipBlock cannot be combined with podSelector or namespaceSelector")]
     PeerConflict,
+    /// A Calico selector that does not parse.
+    #[error("invalid selector `{text}`: {error}")]
+    Selector {
+        /// The selector as written.
+        text: String,
+        /// Where and what.
+        error: palisade_model::calico_selector::SelectorError,
+    },
+    /// A value outside the closed set a field takes.
+    #[error("unknown value `{value}` (expected {expected})")]
+    UnknownValue {
+        /// The value as written.
+        value: String,
+        /// What the field takes.
+        expected: &'static str,
+    },
+    /// A field Palisade does not know in an object whose unknown fields
+    /// would change what it means.
+    #[error("unknown field (expected one of: {expected})")]
+    UnknownField {
+        /// The fields the map takes.
+        expected: &'static str,
+    },
+    /// A Calico port entry that is neither a number, a `lo:hi` range nor a
+    /// port name.
+    #[error("`{value}` is not a port, a `lo:hi` range or a port name: {reason}")]
+    PortSpec {
+        /// The entry as written.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Valid for its dialect, but not enforceable by Palisade (yet).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// A policy in a tier that does not exist, or a tier deleted while
+    /// policies use it.
+    #[error("{0}")]
+    Tier(String),
+    /// An `order` that is not a finite number.
+    #[error("`{0}` is not a finite number")]
+    Order(String),
+    /// Two fields that cannot be given together (or one that needs another).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Something accepted but worth telling the user about (a non-canonical

@@ -64,17 +64,21 @@ pub(crate) fn isolation(ctx: &mut Ctx<'_>, namespace: &Map<String, Value>) -> bo
 /// namespace).
 pub fn isolation_policy(namespace: &str) -> Policy {
     Policy {
+        order: None,
+        order_name: String::new(),
         object: isolation_ref(namespace),
         tier: TierRank::NetworkPolicy,
         subject: PodSet {
             namespaces: NamespaceScope::Named(namespace.to_string()),
             pods: LabelSelector::everything(),
+            ..PodSet::default()
         },
         ingress: Some(vec![PolicyRule {
             action: Action::Allow,
             peers: vec![PeerSelector::Nodes],
             ports: Vec::new(),
             label: NODE_EXEMPTION.to_string(),
+            local: None,
         }]),
         egress: None,
     }
@@ -132,13 +136,19 @@ pub(crate) fn compile(
         }
     }
     Ok(Policy {
+        order: None,
+        order_name: String::new(),
         object: ObjectRef {
             kind: KIND.to_string(),
             namespace: namespace.to_string(),
             name: name.to_string(),
         },
         tier: TierRank::NetworkPolicy,
-        subject: PodSet { namespaces: NamespaceScope::Named(namespace.to_string()), pods },
+        subject: PodSet {
+            namespaces: NamespaceScope::Named(namespace.to_string()),
+            pods,
+            ..PodSet::default()
+        },
         ingress: Some(rules),
         egress: None,
     })
@@ -165,14 +175,16 @@ fn allow_from(
         (Some(pods), None) => PeerSelector::Pods(PodSet {
             namespaces: NamespaceScope::Named(namespace.to_string()),
             pods,
+            ..PodSet::default()
         }),
         (pods, Some(namespaces)) => PeerSelector::Pods(PodSet {
             namespaces: NamespaceScope::Selector(namespaces),
             pods: pods.unwrap_or_default(),
+            ..PodSet::default()
         }),
     };
     let ports = ports(ctx, entry, path)?;
-    Ok(PolicyRule { action: Action::Allow, peers: vec![peer], ports, label })
+    Ok(PolicyRule { action: Action::Allow, peers: vec![peer], ports, label, local: None })
 }
 
 /// One demo-form `allowIncoming`: any listed source (pod label maps of the
@@ -203,9 +215,14 @@ fn allow_incoming(
                 PodSet {
                     namespaces: NamespaceScope::Selector(selector),
                     pods: LabelSelector::everything(),
+                    ..PodSet::default()
                 }
             } else {
-                PodSet { namespaces: NamespaceScope::Named(namespace.to_string()), pods: selector }
+                PodSet {
+                    namespaces: NamespaceScope::Named(namespace.to_string()),
+                    pods: selector,
+                    ..PodSet::default()
+                }
             }));
         }
     }
@@ -213,7 +230,7 @@ fn allow_incoming(
         peers.push(PeerSelector::Any);
     }
     let ports = ports(ctx, entry, path)?;
-    Ok(PolicyRule { action: Action::Allow, peers, ports, label })
+    Ok(PolicyRule { action: Action::Allow, peers, ports, label, local: None })
 }
 
 /// `protocol` (default TCP, any case) and `ports` of an entry: each port a

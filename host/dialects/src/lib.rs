@@ -29,6 +29,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
+pub mod calico;
 mod compiler;
 mod core;
 mod error;

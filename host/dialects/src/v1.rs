@@ -3,7 +3,8 @@
 //! may be spelled and in when it is in force, see [`crate::v1beta1`]).
 
 use palisade_model::policy::{
-    NamespaceScope, ObjectRef, PeerSelector, PodSet, Policy, PolicyRule, PortSelector, TierRank,
+    NamespaceScope, ObjectRef, Order, PeerSelector, PodSet, Policy, PolicyRule, PortSelector,
+    TierRank,
 };
 use palisade_model::{Action, Protocol};
 use serde_json::{Map, Value};
@@ -90,7 +91,13 @@ pub(crate) fn compile(
             name: name.to_string(),
         },
         tier: TierRank::NetworkPolicy,
-        subject: PodSet { namespaces: NamespaceScope::Named(namespace.to_string()), pods },
+        order: Some(Order::NETWORK_POLICY),
+        order_name: format!("knp.default.{name}"),
+        subject: PodSet {
+            namespaces: NamespaceScope::Named(namespace.to_string()),
+            pods,
+            ..PodSet::default()
+        },
         ingress: has_ingress.then_some(ingress),
         egress: has_egress.then_some(egress),
     })
@@ -148,7 +155,7 @@ fn rules(
         for (j, p) in opt_list(ctx, rule, "ports", &path)?.unwrap_or_default().iter().enumerate() {
             ports.push(port(ctx, p, &index(&ports_path, j), Protocol::Tcp, flavor.spelling())?);
         }
-        out.push(PolicyRule { action: Action::Allow, peers, ports, label });
+        out.push(PolicyRule { action: Action::Allow, peers, ports, label, local: None });
     }
     Ok(out)
 }
@@ -176,10 +183,12 @@ fn peer(
         (Some(pods), None, None) => Ok(PeerSelector::Pods(PodSet {
             namespaces: NamespaceScope::Named(namespace.to_string()),
             pods,
+            ..PodSet::default()
         })),
         (pods, Some(namespaces), None) => Ok(PeerSelector::Pods(PodSet {
             namespaces: NamespaceScope::Selector(namespaces),
             pods: pods.unwrap_or_default(),
+            ..PodSet::default()
         })),
     }
 }

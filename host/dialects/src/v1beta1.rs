@@ -70,11 +70,14 @@ pub(crate) fn default_deny(
 /// namespace and name both the namespace's name.
 pub fn annotation_policy(namespace: &str) -> Policy {
     Policy {
+        order: None,
+        order_name: String::new(),
         object: annotation_ref(namespace),
         tier: TierRank::NetworkPolicy,
         subject: PodSet {
             namespaces: NamespaceScope::Named(namespace.to_string()),
             pods: LabelSelector::everything(),
+            ..PodSet::default()
         },
         ingress: Some(Vec::new()),
         egress: None,

@@ -230,6 +230,7 @@ mod tests {
                 .collect(),
             host_network: false,
             active: true,
+            service_account: "default".into(),
         }
     }
 

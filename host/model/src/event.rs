@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Namespace, Node, ObjectRef, Pod, Policy};
+use crate::policy::{Namespace, NetworkSet, Node, ObjectRef, Pod, Policy, ServiceAccount};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelEvent {
@@ -19,6 +19,17 @@ pub enum ModelEvent {
     },
     NodeUpserted(Node),
     NodeDeleted {
+        name: String,
+    },
+    ServiceAccountUpserted(ServiceAccount),
+    ServiceAccountDeleted {
+        namespace: String,
+        name: String,
+    },
+    /// A (Global)NetworkSet created or replaced.
+    NetworkSetUpserted(NetworkSet),
+    NetworkSetDeleted {
+        namespace: Option<String>,
         name: String,
     },
     /// A policy created or replaced; identity is `policy.object`.

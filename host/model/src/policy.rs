@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::calico_selector::Selector as CalicoSelector;
 use crate::net::{Cidr, Protocol};
 use crate::ruleset::{Action, Direction};
 
@@ -103,6 +104,50 @@ pub struct Pod {
     /// False for pods that are finished (`Succeeded`/`Failed`): they are no
     /// peers and no endpoints.
     pub active: bool,
+    /// `spec.serviceAccountName` (`default` when absent, as the API server
+    /// sets it).
+    #[serde(default = "default_service_account")]
+    pub service_account: String,
+}
+
+fn default_service_account() -> String {
+    "default".to_string()
+}
+
+impl Default for Pod {
+    fn default() -> Pod {
+        Pod {
+            namespace: String::new(),
+            name: String::new(),
+            labels: Labels::new(),
+            node: None,
+            ips: Vec::new(),
+            ports: Vec::new(),
+            host_network: false,
+            active: true,
+            service_account: default_service_account(),
+        }
+    }
+}
+
+/// A ServiceAccount object: its labels are what Calico's service account
+/// selectors (and the `pcsa.` labels of its pods) read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+}
+
+/// A Calico NetworkSet (namespaced) or GlobalNetworkSet (`namespace`
+/// `None`): labelled CIDRs that rule selectors match like endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSet {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub labels: Labels,
+    pub nets: Vec<Cidr>,
 }
 
 impl Pod {
@@ -128,11 +173,26 @@ pub enum NamespaceScope {
     Selector(LabelSelector),
 }
 
-/// A set of pods: pods matching `pods` in namespaces within `namespaces`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+impl Default for NamespaceScope {
+    /// Every namespace.
+    fn default() -> NamespaceScope {
+        NamespaceScope::Selector(LabelSelector::everything())
+    }
+}
+
+/// A set of pods: pods matching `pods` in namespaces within `namespaces`;
+/// for Calico, also matching `calico` (read on the pod's labels with
+/// Calico's implicit ones), and with `network_sets` the (Global)NetworkSets
+/// that match `calico` too (a global set only under an every-namespace
+/// scope).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PodSet {
     pub namespaces: NamespaceScope,
     pub pods: LabelSelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calico: Option<CalicoSelector>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_sets: bool,
 }
 
 /// The other side of a rule.
@@ -148,6 +208,30 @@ pub enum PeerSelector {
     IpBlock { cidr: Cidr, except: Vec<Cidr> },
     /// The addresses of every Node object.
     Nodes,
+    /// A Calico rule side: every condition holds at once.
+    Calico(Box<CalicoPeer>),
+}
+
+/// The address conditions of one side of a Calico rule, ANDed. Negations
+/// stay here; the resolver turns them into one positive address set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CalicoPeer {
+    /// Inside one of these (`None`: no `nets` condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nets: Option<Vec<Cidr>>,
+    /// Inside none of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_nets: Vec<Cidr>,
+    /// An address of what this selects (pods, network sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<PodSet>,
+    /// No address of what this selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_selector: Option<PodSet>,
+    /// `ipVersion`: 4 or 6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_version: Option<u8>,
 }
 
 /// The port part of a rule.
@@ -173,22 +257,106 @@ pub struct PolicyRule {
     pub ports: Vec<PortSelector>,
     /// Where this rule came from inside its object, e.g. `ingress[0]`.
     pub label: String,
+    /// Calico: conditions on the local endpoint itself (an ingress rule's
+    /// `destination`, an egress rule's `source`); the rule applies only to
+    /// the selected endpoints that meet them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Box<CalicoPeer>>,
 }
 
-/// The evaluation tier a policy belongs to. Tiers are evaluated in this
-/// order: admin tiers by priority, then the NetworkPolicy tier, then the
-/// baseline tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A Calico `order` (a float64 there): lower first. Always finite (the
+/// dialect refuses others).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Order(pub f64);
+
+impl Order {
+    /// The order of Calico's `default` tier.
+    pub const DEFAULT_TIER: Order = Order(1_000_000.0);
+    /// The order Calico gives Kubernetes NetworkPolicies in the default tier.
+    pub const NETWORK_POLICY: Order = Order(1000.0);
+}
+
+impl PartialEq for Order {
+    fn eq(&self, other: &Order) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+impl Eq for Order {}
+impl std::hash::Hash for Order {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state)
+    }
+}
+impl PartialOrd for Order {
+    fn partial_cmp(&self, other: &Order) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Order {
+    fn cmp(&self, other: &Order) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The evaluation tier a policy belongs to, in evaluation order (see
+/// [`TierRank::sort_key`]): admin tiers by priority; Calico tiers by
+/// `order` (missing last), then name, with the NetworkPolicy tier standing
+/// for Calico's `default` tier at order 1,000,000; then the baseline tier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TierRank {
     /// AdminNetworkPolicy, lower priority first.
     Admin { priority: u32 },
-    /// NetworkPolicy semantics: allow rules, a selected endpoint is isolated
-    /// (no match denies). The beta DefaultDeny annotation and the 2016
-    /// namespace isolation land here too.
+    /// A Calico tier other than `default`. `pass`: its defaultAction is
+    /// Pass (else Deny).
+    Calico { order: Option<Order>, name: String, pass: bool },
+    /// NetworkPolicy semantics: a selected endpoint is isolated (no match
+    /// denies). Calico's `default` tier; the beta DefaultDeny annotation and
+    /// the 2016 namespace isolation land here too.
     NetworkPolicy,
     /// BaselineAdminNetworkPolicy.
     Baseline,
+}
+
+impl TierRank {
+    /// The name of Calico's default tier.
+    pub const DEFAULT_TIER: &'static str = "default";
+
+    /// Orders tiers: (group, admin priority, order missing, order, name).
+    pub fn sort_key(&self) -> (u8, u32, bool, Option<Order>, &str) {
+        match self {
+            TierRank::Admin { priority } => (0, *priority, false, None, ""),
+            TierRank::Calico { order, name, .. } => (1, 0, order.is_none(), *order, name),
+            TierRank::NetworkPolicy => (1, 0, false, Some(Order::DEFAULT_TIER), Self::DEFAULT_TIER),
+            TierRank::Baseline => (2, 0, false, None, ""),
+        }
+    }
+
+    /// True for tiers whose end denies (else it goes on to the next tier).
+    pub fn denies_at_end(&self) -> bool {
+        match self {
+            TierRank::NetworkPolicy => true,
+            TierRank::Calico { pass, .. } => !pass,
+            TierRank::Admin { .. } | TierRank::Baseline => false,
+        }
+    }
+}
+
+impl PartialOrd for TierRank {
+    fn partial_cmp(&self, other: &TierRank) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TierRank {
+    fn cmp(&self, other: &TierRank) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key()).then_with(|| {
+            // Same place, another defaultAction: only while a Tier changes.
+            let pass = |t: &TierRank| matches!(t, TierRank::Calico { pass: true, .. });
+            pass(self).cmp(&pass(other))
+        })
+    }
 }
 
 /// Identity of the Kubernetes object a policy came from.
@@ -207,6 +375,13 @@ pub struct ObjectRef {
 pub struct Policy {
     pub object: ObjectRef,
     pub tier: TierRank,
+    /// Place inside its tier: by `order` (missing last), then by
+    /// `order_name` as a plain string. Kubernetes NetworkPolicies are at
+    /// 1000 under the name `knp.default.<name>`, as Calico sorts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Order>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub order_name: String,
     /// The pods the policy applies to.
     pub subject: PodSet,
     /// `Some`: the policy governs ingress of its subjects (in the
@@ -218,6 +393,11 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The key that orders policies inside one tier.
+    pub fn order_key(&self) -> (bool, Option<Order>, &str, &ObjectRef) {
+        (self.order.is_none(), self.order, &self.order_name, &self.object)
+    }
+
     pub fn rules(&self, direction: Direction) -> Option<&[PolicyRule]> {
         match direction {
             Direction::Ingress => self.ingress.as_deref(),

@@ -52,6 +52,7 @@ fn pod(i: usize, app: usize) -> Pod {
         ],
         host_network: false,
         active: true,
+        service_account: "default".into(),
     }
 }
 
@@ -65,12 +66,14 @@ fn policy(k: usize) -> Policy {
     let own = |pairs: &[(&str, String)]| PodSet {
         namespaces: NamespaceScope::Named(ns.clone()),
         pods: sel(pairs),
+        ..PodSet::default()
     };
     let rule = |peers, ports, label: &str| PolicyRule {
         action: Action::Allow,
         peers,
         ports,
         label: label.into(),
+        local: None,
     };
     let subject = own(&[("app", app.clone())]);
     let (ingress, egress) = match (k + k / NAMESPACES) % 5 {
@@ -87,6 +90,7 @@ fn policy(k: usize) -> Policy {
                 vec![PeerSelector::Pods(PodSet {
                     namespaces: NamespaceScope::Selector(sel(&[("team", format!("t{}", k % 10))])),
                     pods: sel(&[("tier", "api".into())]),
+                    ..PodSet::default()
                 })],
                 vec![PortSelector::Named { protocol: Protocol::Tcp, name: "http".into() }],
                 "ingress[0]",
@@ -111,6 +115,7 @@ fn policy(k: usize) -> Policy {
                     vec![PeerSelector::Pods(PodSet {
                         namespaces: NamespaceScope::Selector(LabelSelector::everything()),
                         pods: sel(&[("tier", "db".into())]),
+                        ..PodSet::default()
                     })],
                     vec![tcp(5432)],
                     "egress[1]",
@@ -132,6 +137,7 @@ fn policy(k: usize) -> Policy {
                             ],
                         }],
                     },
+                    ..PodSet::default()
                 })],
                 vec![
                     tcp(80),
@@ -151,6 +157,8 @@ fn policy(k: usize) -> Policy {
         ),
     };
     Policy {
+        order: None,
+        order_name: String::new(),
         object: ObjectRef {
             kind: "networking.k8s.io/v1 NetworkPolicy".into(),
             namespace: ns,

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use palisade_model::policy::{ObjectRef, PeerSelector, Policy, PolicyRule, PortSelector};
+use palisade_model::policy::{
+    CalicoPeer, ObjectRef, PeerSelector, Policy, PolicyRule, PortSelector,
+};
 use palisade_model::{net, Action, Cidr, Direction, Origin, OriginId, PortRange, Protocol};
 
 use crate::resolver::Resolver;
@@ -29,6 +31,20 @@ pub(crate) struct CompiledRule {
     /// nothing.
     pub(crate) restricted: bool,
     pub(crate) origin: OriginId,
+    /// Calico: what the local endpoint must meet for the rule to apply.
+    pub(crate) local: Option<LocalCondition>,
+}
+
+/// Conditions on the local endpoint (a Calico ingress rule's
+/// `destination`, an egress rule's `source`), checked when the endpoint's
+/// policy is rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalCondition {
+    pub(crate) sel: Option<SelId>,
+    pub(crate) not_sel: Option<SelId>,
+    /// Some address of the endpoint lies inside (`notNets` taken out).
+    pub(crate) nets: Option<Vec<Cidr>>,
+    pub(crate) ip_version: Option<u8>,
 }
 
 /// What a compiled policy holds references to.
@@ -54,6 +70,15 @@ pub(crate) fn direction_index(direction: Direction) -> usize {
         Direction::Ingress => 0,
         Direction::Egress => 1,
     }
+}
+
+/// A Calico side's `nets` minus its `notNets` (`None`: neither given).
+fn calico_nets(p: &CalicoPeer) -> Option<Vec<Cidr>> {
+    if p.nets.is_none() && p.not_nets.is_empty() {
+        return None;
+    }
+    let nets = p.nets.clone().map(net::normalize).unwrap_or_else(crate::calico::everything);
+    Some(crate::calico::subtract(&nets, &net::normalize(p.not_nets.clone())))
 }
 
 /// `cidr` minus every except, as normalized disjoint prefixes.
@@ -240,6 +265,7 @@ impl Resolver {
             }
         }
         let restricted = !rule.ports.is_empty();
+        let local = rule.local.as_deref().map(|l| self.local_condition(idx, l, holdings));
         let plain = |peer, ports: Vec<PortRange>, named| CompiledRule {
             action: rule.action,
             peer,
@@ -247,6 +273,7 @@ impl Resolver {
             named,
             restricted,
             origin,
+            local: local.clone(),
         };
         if direction == Direction::Ingress {
             for peer in &rule.peers {
@@ -274,6 +301,13 @@ impl Resolver {
                     ),
                     // Node addresses are no pods: a name matches nothing there.
                     PeerSelector::Nodes => continue,
+                    // Among the pods the positive selector picks (any pod
+                    // if none), inside the side's nets. The dialect refuses
+                    // named ports beside a `notSelector`.
+                    PeerSelector::Calico(p) => {
+                        let def = p.selector.clone().unwrap_or_else(Resolver::all_pods);
+                        (self.acquire_selector(&def), calico_nets(p))
+                    }
                 };
                 holdings.selectors.push(sel);
                 let ports = self.acquire_group(idx, sel, *protocol, name, holdings);
@@ -293,6 +327,7 @@ impl Resolver {
                         named: Vec::new(),
                         restricted: true,
                         origin,
+                        local: local.clone(),
                     });
                 }
             }
@@ -316,9 +351,49 @@ impl Resolver {
                 SourceKey::Block(block_prefixes(cidr, except))
             }
             PeerSelector::Nodes => SourceKey::Nodes,
+            PeerSelector::Calico(p) => {
+                let nets = calico_nets(p);
+                let mut sel = |s: &Option<palisade_model::policy::PodSet>| {
+                    s.as_ref().map(|def| {
+                        let id = self.acquire_selector(def);
+                        holdings.selectors.push(id);
+                        id
+                    })
+                };
+                let (sel, not_sel) = (sel(&p.selector), sel(&p.not_selector));
+                match (nets, sel, not_sel, p.ip_version) {
+                    (None, None, None, None) => return CompiledPeer::Any,
+                    (Some(block), None, None, None) => SourceKey::Block(block),
+                    (None, Some(sel), None, None) => SourceKey::Pods(sel),
+                    (nets, sel, not_sel, ip_version) => {
+                        SourceKey::Calico { nets, sel, not_sel, ip_version }
+                    }
+                }
+            }
         };
         self.acquire_source(idx, key.clone(), holdings);
         CompiledPeer::Source(key)
+    }
+
+    /// Compiles the local-endpoint conditions of a Calico rule. Each
+    /// selector is also held as a source, so that a change of its members
+    /// renders the policy's endpoints again.
+    fn local_condition(
+        &mut self,
+        idx: PolIdx,
+        local: &CalicoPeer,
+        holdings: &mut Holdings,
+    ) -> LocalCondition {
+        let mut sel = |s: &Option<palisade_model::policy::PodSet>| {
+            s.as_ref().map(|def| {
+                let id = self.acquire_selector(def);
+                holdings.selectors.push(id);
+                self.acquire_source(idx, SourceKey::Pods(id), holdings);
+                id
+            })
+        };
+        let (sel, not_sel) = (sel(&local.selector), sel(&local.not_selector));
+        LocalCondition { sel, not_sel, nets: calico_nets(local), ip_version: local.ip_version }
     }
 
     /// Takes a reference to a source for policy `idx` (`None`: a pin).
@@ -338,7 +413,7 @@ impl Resolver {
         let content = self.source_content(key);
         let set = self.sets.intern(content.clone(), &mut self.out);
         self.sources.insert(key.clone(), Source { set, content, users: BTreeSet::new(), pins: 0 });
-        if let Some(sel) = key.selector() {
+        for sel in key.selectors() {
             if let Some(s) = self.selectors.sels.get_mut(&sel) {
                 s.sources.insert(key.clone());
             }

@@ -14,6 +14,7 @@
 //! sources and endpoints it affects, and the changes are available as a
 //! [`palisade_model::Delta`].
 
+mod calico;
 mod compile;
 mod output;
 mod render;

@@ -1,14 +1,14 @@
 //! Rendering of one endpoint's policy per direction from the compiled
 //! policies that select it.
 
-use palisade_model::policy::{ObjectRef, TierRank};
+use palisade_model::policy::{ObjectRef, Policy, TierRank};
 use palisade_model::{
     Action, Direction, EndpointPolicy, NoMatch, Peer, PolicyKey, PortRange, Rule, Tier,
 };
 
-use crate::compile::{direction_index, CompiledPeer, CompiledRule};
+use crate::compile::{direction_index, CompiledPeer, CompiledRule, LocalCondition};
 use crate::resolver::Resolver;
-use crate::selectors::{named_port, PodIdx};
+use crate::selectors::{named_port, PodIdx, SelId};
 use crate::sources::SourceKey;
 use crate::NodeTraffic;
 
@@ -33,24 +33,22 @@ impl Resolver {
             return;
         };
         let d = direction_index(direction);
-        let mut selecting: Vec<(TierRank, &ObjectRef, &[CompiledRule])> = entry
+        // Tiers in order; inside one, policies by order, then name.
+        let mut selecting: Vec<(&TierRank, &Policy, &[CompiledRule])> = entry
             .selected_by
             .iter()
             .filter_map(|&p| self.policies.get(p as usize).and_then(Option::as_deref))
             .filter_map(|p| {
-                p.compiled[d].as_deref().map(|rules| (p.policy.tier, &p.policy.object, rules))
+                p.compiled[d].as_deref().map(|rules| (&p.policy.tier, &p.policy, rules))
             })
             .collect();
-        selecting.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        selecting.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.order_key().cmp(&b.1.order_key())));
 
         let mut tiers: Vec<Tier> = Vec::new();
-        let mut current: Option<TierRank> = None;
+        let mut current: Option<&TierRank> = None;
         for (rank, _, rules) in &selecting {
             if current != Some(*rank) {
-                let no_match = match rank {
-                    TierRank::NetworkPolicy => NoMatch::Deny,
-                    TierRank::Admin { .. } | TierRank::Baseline => NoMatch::NextTier,
-                };
+                let no_match = if rank.denies_at_end() { NoMatch::Deny } else { NoMatch::NextTier };
                 tiers.push(Tier { rules: Vec::new(), no_match });
                 current = Some(*rank);
             }
@@ -58,7 +56,7 @@ impl Resolver {
                 continue;
             };
             for rule in *rules {
-                if let Some(r) = self.render_rule(rule, &entry.pod, direction) {
+                if let Some(r) = self.render_rule(rule, idx, &entry.pod, direction) {
                     tier.rules.push(r);
                 }
             }
@@ -96,9 +94,15 @@ impl Resolver {
     fn render_rule(
         &self,
         rule: &CompiledRule,
+        idx: PodIdx,
         pod: &palisade_model::policy::Pod,
         direction: Direction,
     ) -> Option<Rule> {
+        if let Some(local) = &rule.local {
+            if !self.local_holds(local, idx, pod) {
+                return None;
+            }
+        }
         let peer = match &rule.peer {
             CompiledPeer::Any => Peer::Any,
             CompiledPeer::Source(key) => Peer::Set(self.sources.get(key)?.set),
@@ -119,6 +123,24 @@ impl Resolver {
             return None;
         }
         Some(Rule { action: rule.action, peer, ports, origin: rule.origin })
+    }
+
+    /// True if the local endpoint meets a Calico rule's conditions on it.
+    fn local_holds(
+        &self,
+        local: &LocalCondition,
+        idx: PodIdx,
+        pod: &palisade_model::policy::Pod,
+    ) -> bool {
+        let member =
+            |sel: SelId| self.selectors.sels.get(&sel).is_some_and(|s| s.members.contains(&idx));
+        local.sel.is_none_or(member)
+            && local.not_sel.is_none_or(|s| !member(s))
+            && local
+                .nets
+                .as_ref()
+                .is_none_or(|nets| pod.ips.iter().any(|ip| nets.iter().any(|n| n.contains(ip))))
+            && local.ip_version.is_none_or(|v| pod.ips.iter().any(|ip| ip.is_ipv4() == (v == 4)))
     }
 
     fn node_exemption_origin(&mut self) -> palisade_model::OriginId {

@@ -38,6 +38,10 @@ pub(crate) struct PodEntry {
 pub struct Resolver {
     pub(crate) settings: Settings,
     pub(crate) namespaces: HashMap<String, Namespace>,
+    /// ServiceAccount labels (Calico's `pcsa.` labels and account selectors).
+    pub(crate) accounts: crate::calico::Accounts,
+    /// Calico (Global)NetworkSets.
+    pub(crate) network_sets: BTreeMap<crate::calico::NetSetKey, palisade_model::policy::NetworkSet>,
     pub(crate) nodes: BTreeMap<String, Node>,
     /// Boxed, so that growing the table moves pointers, not entries.
     pub(crate) pods: Vec<Option<Box<PodEntry>>>,
@@ -73,6 +77,8 @@ impl Resolver {
         Resolver {
             settings,
             namespaces: HashMap::new(),
+            accounts: HashMap::new(),
+            network_sets: BTreeMap::new(),
             nodes: BTreeMap::new(),
             pods: Vec::new(),
             free_pods: Vec::new(),
@@ -149,7 +155,7 @@ impl Resolver {
             .iter()
             .filter_map(|&p| self.policies.get(p as usize).and_then(Option::as_deref))
             .filter(|p| p.compiled[d].is_some())
-            .map(|p| (p.policy.tier, p.policy.object.clone()))
+            .map(|p| (p.policy.tier.clone(), p.policy.object.clone()))
             .collect();
         out.sort();
         out
@@ -190,6 +196,14 @@ impl Resolver {
                     self.nodes_dirty = true;
                 }
             }
+            ModelEvent::ServiceAccountUpserted(account) => self.upsert_service_account(account),
+            ModelEvent::ServiceAccountDeleted { namespace, name } => {
+                self.delete_service_account(namespace, name)
+            }
+            ModelEvent::NetworkSetUpserted(set) => self.upsert_network_set(set),
+            ModelEvent::NetworkSetDeleted { namespace, name } => {
+                self.delete_network_set(namespace, name)
+            }
             ModelEvent::PolicyUpserted(policy) => self.upsert_policy(policy),
             ModelEvent::PolicyDeleted(object) => self.delete_policy(&object),
         }
@@ -206,28 +220,16 @@ impl Resolver {
         }
     }
 
-    /// Re-evaluates the namespace-scoped selectors for the pods of `ns`.
+    /// Re-evaluates the namespace-scoped (and Calico) selectors for the
+    /// pods and network sets of `ns`.
     fn relabel_namespace(&mut self, ns: &str) {
-        let Some(pods) = self.pods_by_ns.get(ns).cloned() else {
+        self.relabel_network_sets(ns);
+        let Some(pods) = self.pods_by_ns.get(ns) else {
             return;
         };
-        for sel in self.selectors.cluster_scoped() {
-            for &idx in &pods {
-                let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_deref) else {
-                    continue;
-                };
-                let Some(s) = self.selectors.sels.get(&sel) else {
-                    continue;
-                };
-                let was = s.members.contains(&idx);
-                let will = s.matches(ns, &entry.pod.labels, &self.namespaces);
-                if was && !will {
-                    self.remove_member(sel, idx);
-                } else if will && !was {
-                    self.add_member(sel, idx);
-                }
-            }
-        }
+        let pods: Vec<PodIdx> = pods.iter().copied().collect();
+        let sels = self.selectors.cluster_scoped();
+        self.recheck(&pods, &sels);
     }
 
     /// Creates, replaces (`Some`) or deletes (`None`) the pod `key`.
@@ -284,9 +286,9 @@ impl Resolver {
                 if !s.members.contains(&idx) {
                     continue;
                 }
-                let stays = new.as_ref().is_some_and(|p| {
-                    new_live && s.matches(&p.namespace, &p.labels, &self.namespaces)
-                });
+                let stays = new
+                    .as_ref()
+                    .is_some_and(|p| new_live && s.matches(p, &self.namespaces, &self.accounts));
                 if data_changed || !stays {
                     self.remove_member(sel, idx);
                 }
@@ -353,7 +355,7 @@ impl Resolver {
                 let Some(entry) = self.pods[idx as usize].as_ref() else {
                     continue;
                 };
-                if s.matches(&entry.pod.namespace, &entry.pod.labels, &self.namespaces) {
+                if s.matches(&entry.pod, &self.namespaces, &self.accounts) {
                     self.add_member(sel, idx);
                 }
             }
@@ -459,7 +461,7 @@ impl Resolver {
                 let Some(entry) = self.pods.get(idx as usize).and_then(Option::as_deref) else {
                     continue;
                 };
-                if def.pods.matches(&entry.pod.labels) {
+                if s.matches(&entry.pod, &self.namespaces, &self.accounts) {
                     s.members.insert(idx);
                     for ip in &entry.pod.ips {
                         count(&mut s.ips, Cidr::host(*ip), true);
@@ -467,7 +469,28 @@ impl Resolver {
                 }
             }
         }
+        let sets = self.initial_network_sets(id);
+        if let Some(s) = self.selectors.sels.get_mut(&id) {
+            for (key, nets) in sets {
+                s.netsets.insert(key);
+                for cidr in nets {
+                    count(&mut s.ips, cidr, true);
+                }
+            }
+        }
         id
+    }
+
+    /// A selector's addresses as normalized prefixes (a network set's
+    /// prefix may cover a pod's address).
+    pub(crate) fn selector_prefixes(&self, sel: SelId) -> Vec<Cidr> {
+        let Some(s) = self.selectors.sels.get(&sel) else { return Vec::new() };
+        let all: Vec<Cidr> = s.ips.keys().copied().collect();
+        if s.netsets.is_empty() {
+            all
+        } else {
+            palisade_model::net::normalize(all)
+        }
     }
 
     pub(crate) fn release_selector(&mut self, id: SelId) {
@@ -492,13 +515,21 @@ impl Resolver {
                 v.dedup();
                 v
             }
-            SourceKey::Pods(sel) => self
-                .selectors
-                .sels
-                .get(sel)
-                .map(|s| s.ips.keys().copied().collect())
-                .unwrap_or_default(),
+            SourceKey::Pods(sel) => self.selector_prefixes(*sel),
             SourceKey::Block(block) => block.clone(),
+            SourceKey::Calico { nets, sel, not_sel, ip_version } => {
+                let mut acc = nets.clone().unwrap_or_else(crate::calico::everything);
+                if let Some(v) = ip_version {
+                    acc.retain(|c| c.is_v4() == (*v == 4));
+                }
+                if let Some(sel) = sel {
+                    acc = crate::calico::intersect(&acc, &self.selector_prefixes(*sel));
+                }
+                if let Some(not_sel) = not_sel {
+                    acc = crate::calico::subtract(&acc, &self.selector_prefixes(*not_sel));
+                }
+                acc
+            }
             SourceKey::Named { sel, protocol, name, port, within } => self
                 .selectors
                 .sels
@@ -603,7 +634,7 @@ impl Resolver {
             if let Some(source) = self.sources.remove(&key) {
                 self.sets.release(source.set, &mut self.out);
             }
-            if let Some(sel) = key.selector() {
+            for sel in key.selectors() {
                 if let Some(s) = self.selectors.sels.get_mut(&sel) {
                     s.sources.remove(&key);
                 }
@@ -621,11 +652,12 @@ impl Resolver {
         PodSet {
             namespaces: NamespaceScope::Selector(LabelSelector::everything()),
             pods: LabelSelector::everything(),
+            ..PodSet::default()
         }
     }
 }
 
-fn count(map: &mut BTreeMap<Cidr, u32>, key: Cidr, add: bool) {
+pub(crate) fn count(map: &mut BTreeMap<Cidr, u32>, key: Cidr, add: bool) {
     if add {
         *map.entry(key).or_insert(0) += 1;
     } else if let Some(n) = map.get_mut(&key) {

@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, RandomState};
 use palisade_model::policy::{Labels, Namespace, NamespaceScope, Pod, PodSet};
 use palisade_model::{Cidr, Protocol};
 
+use crate::calico::{Accounts, NetSetKey, PodView};
 use crate::sources::SourceKey;
 
 pub(crate) type SelId = u32;
@@ -33,7 +34,10 @@ pub(crate) struct Selector {
     /// Policies holding this selector (subject, peer, named-port base).
     pub(crate) refs: u32,
     pub(crate) members: HashSet<PodIdx>,
-    /// Member addresses with multiplicity.
+    /// Member network sets (Calico rule selectors only).
+    pub(crate) netsets: BTreeSet<NetSetKey>,
+    /// Member addresses (pods' and network sets' prefixes) with
+    /// multiplicity.
     pub(crate) ips: BTreeMap<Cidr, u32>,
     pub(crate) groups: BTreeMap<(Protocol, String), NamedGroup>,
     /// Address sources derived from this selector.
@@ -48,6 +52,7 @@ impl Selector {
             def,
             refs: 0,
             members: HashSet::new(),
+            netsets: BTreeSet::new(),
             ips: BTreeMap::new(),
             groups: BTreeMap::new(),
             sources: BTreeSet::new(),
@@ -55,18 +60,28 @@ impl Selector {
         }
     }
 
-    /// True if a pod of namespace `ns` with `labels` belongs to the set.
+    /// True if `pod` belongs to the set.
     pub(crate) fn matches(
         &self,
-        ns: &str,
-        labels: &Labels,
+        pod: &Pod,
         namespaces: &HashMap<String, Namespace>,
+        accounts: &Accounts,
     ) -> bool {
+        let ns = pod.namespace.as_str();
         let ns_ok = match &self.def.namespaces {
             NamespaceScope::Named(n) => n == ns,
             NamespaceScope::Selector(sel) => namespace_matches(sel, ns, namespaces),
         };
-        ns_ok && self.def.pods.matches(labels)
+        ns_ok
+            && self.def.pods.matches(&pod.labels)
+            && self.def.calico.as_ref().is_none_or(|c| {
+                let view = PodView {
+                    pod,
+                    namespace: namespaces.get(ns).map(|n| &n.labels),
+                    account: accounts.get(&(ns.to_string(), pod.service_account.clone())),
+                };
+                c.matches(&view)
+            })
     }
 }
 
@@ -180,6 +195,9 @@ pub(crate) struct SelectorTable {
     pub(crate) sels: HashMap<SelId, Box<Selector>>,
     by_namespace: HashMap<String, LabelIndex>,
     cluster: LabelIndex,
+    /// Selectors with a Calico expression (which may read namespace and
+    /// service account labels, whatever their scope).
+    calico: BTreeSet<SelId>,
 }
 
 impl SelectorTable {
@@ -199,6 +217,9 @@ impl SelectorTable {
             }
             NamespaceScope::Selector(_) => self.cluster.insert(id, &def),
         }
+        if def.calico.is_some() {
+            self.calico.insert(id);
+        }
         self.by_def.entry(self.hasher.hash_one(&def)).or_default().push(id);
         self.sels.insert(id, Box::new(Selector::new(def)));
         id
@@ -209,6 +230,7 @@ impl SelectorTable {
         let Some(sel) = self.sels.remove(&id) else {
             return;
         };
+        self.calico.remove(&id);
         let hash = self.hasher.hash_one(&sel.def);
         if let Some(ids) = self.by_def.get_mut(&hash) {
             ids.retain(|&i| i != id);
@@ -234,10 +256,16 @@ impl SelectorTable {
         self.cluster.candidates(labels, out);
     }
 
-    /// Every selector that ranges over namespaces by label.
+    /// Every selector that ranges over namespaces by label, and every
+    /// Calico selector: what a namespace's labels may change.
     pub(crate) fn cluster_scoped(&self) -> BTreeSet<SelId> {
-        let mut out = BTreeSet::new();
+        let mut out = self.calico.clone();
         self.cluster.all(&mut out);
         out
+    }
+
+    /// Every Calico selector: what a service account's labels may change.
+    pub(crate) fn calico_scoped(&self) -> BTreeSet<SelId> {
+        self.calico.clone()
     }
 }

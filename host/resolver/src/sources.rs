@@ -18,13 +18,24 @@ pub(crate) enum SourceKey {
     /// Members of `sel` whose port `name`/`protocol` is `port`, optionally
     /// only those whose address lies within a block.
     Named { sel: SelId, protocol: Protocol, name: String, port: u16, within: Option<Vec<Cidr>> },
+    /// A Calico rule side: inside `nets` (`notNets` already taken out;
+    /// `None`: every address), an address of `sel`'s members, none of
+    /// `not_sel`'s, of IP version `ip_version`.
+    Calico {
+        nets: Option<Vec<Cidr>>,
+        sel: Option<SelId>,
+        not_sel: Option<SelId>,
+        ip_version: Option<u8>,
+    },
 }
 
 impl SourceKey {
-    pub(crate) fn selector(&self) -> Option<SelId> {
+    /// The selectors whose members this source's content follows.
+    pub(crate) fn selectors(&self) -> Vec<SelId> {
         match self {
-            SourceKey::Pods(s) | SourceKey::Named { sel: s, .. } => Some(*s),
-            SourceKey::Nodes | SourceKey::Block(_) => None,
+            SourceKey::Pods(s) | SourceKey::Named { sel: s, .. } => vec![*s],
+            SourceKey::Calico { sel, not_sel, .. } => sel.iter().chain(not_sel).copied().collect(),
+            SourceKey::Nodes | SourceKey::Block(_) => Vec::new(),
         }
     }
 }

@@ -34,6 +34,7 @@ fn pod(namespace: &str, name: &str, l: &[(&str, &str)], ip: &str) -> Pod {
         ports: vec![],
         host_network: false,
         active: true,
+        service_account: "default".into(),
     }
 }
 
@@ -54,11 +55,15 @@ fn sel(pairs: &[(&str, &str)]) -> LabelSelector {
 }
 
 fn in_ns(namespace: &str, pairs: &[(&str, &str)]) -> PodSet {
-    PodSet { namespaces: NamespaceScope::Named(namespace.into()), pods: sel(pairs) }
+    PodSet {
+        namespaces: NamespaceScope::Named(namespace.into()),
+        pods: sel(pairs),
+        ..PodSet::default()
+    }
 }
 
 fn rule(peers: Vec<PeerSelector>, ports: Vec<PortSelector>, label: &str) -> PolicyRule {
-    PolicyRule { action: Action::Allow, peers, ports, label: label.into() }
+    PolicyRule { action: Action::Allow, peers, ports, label: label.into(), local: None }
 }
 
 fn tcp(port: u16) -> PortSelector {
@@ -77,6 +82,8 @@ fn policy(
     egress: Option<Vec<PolicyRule>>,
 ) -> ModelEvent {
     ModelEvent::PolicyUpserted(Policy {
+        order: None,
+        order_name: String::new(),
         object: ObjectRef { kind: NP.into(), namespace: namespace.into(), name: name.into() },
         tier: TierRank::NetworkPolicy,
         subject,
@@ -168,6 +175,7 @@ fn verdicts_follow_networkpolicy_semantics() {
     let any_ns = |pods: &[(&str, &str)]| PodSet {
         namespaces: NamespaceScope::Selector(LabelSelector::everything()),
         pods: sel(pods),
+        ..PodSet::default()
     };
     let cases = vec![
         Case {
@@ -210,6 +218,7 @@ fn verdicts_follow_networkpolicy_semantics() {
                     vec![PeerSelector::Pods(PodSet {
                         namespaces: NamespaceScope::Selector(sel(&[("team", "y")])),
                         pods: LabelSelector::everything(),
+                        ..PodSet::default()
                     })],
                     vec![],
                     "ingress[0]",
@@ -514,6 +523,7 @@ fn namespace_relabel_and_pod_changes_are_incremental() {
             vec![PeerSelector::Pods(PodSet {
                 namespaces: NamespaceScope::Selector(sel(&[("team", "z")])),
                 pods: LabelSelector::everything(),
+                ..PodSet::default()
             })],
             vec![],
             "ingress[0]",

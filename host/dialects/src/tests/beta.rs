@@ -95,7 +95,8 @@ fn beta_rule_policies_wait_for_default_deny() {
         deny.subject,
         PodSet {
             namespaces: NamespaceScope::Named("default".into()),
-            pods: LabelSelector::everything()
+            pods: LabelSelector::everything(),
+            ..PodSet::default()
         }
     );
     assert_eq!(deny.ingress, Some(vec![]));

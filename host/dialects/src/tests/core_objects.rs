@@ -69,6 +69,7 @@ fn pods_keep_what_the_resolver_needs() {
             ],
             host_network: false,
             active: true,
+            service_account: "default".into()
         })]
     );
 }

@@ -28,11 +28,19 @@ pub(super) fn match_labels(pairs: &[(&str, &str)]) -> LabelSelector {
 }
 
 pub(super) fn pods_in(namespace: &str, pods: LabelSelector) -> PeerSelector {
-    PeerSelector::Pods(PodSet { namespaces: NamespaceScope::Named(namespace.into()), pods })
+    PeerSelector::Pods(PodSet {
+        namespaces: NamespaceScope::Named(namespace.into()),
+        pods,
+        ..PodSet::default()
+    })
 }
 
 pub(super) fn pods_where(namespaces: LabelSelector, pods: LabelSelector) -> PeerSelector {
-    PeerSelector::Pods(PodSet { namespaces: NamespaceScope::Selector(namespaces), pods })
+    PeerSelector::Pods(PodSet {
+        namespaces: NamespaceScope::Selector(namespaces),
+        pods,
+        ..PodSet::default()
+    })
 }
 
 pub(super) fn tcp(first: u16, last: u16) -> PortSelector {

@@ -39,7 +39,8 @@ fn every_part_of_the_spec_lands_in_the_model() {
         p.subject,
         PodSet {
             namespaces: NamespaceScope::Named("prod".into()),
-            pods: match_labels(&[("app", "db")])
+            pods: match_labels(&[("app", "db")]),
+            ..PodSet::default()
         }
     );
     let ingress = p.ingress.unwrap();
