@@ -564,3 +564,5 @@ fn ipblock_prefixes_subtract_the_excepts() {
         ]
     );
 }
+
+mod calico;

@@ -2,6 +2,7 @@
 //! reference and the project's semantics notes, written out by hand.
 
 mod beta;
+mod calico;
 mod core_objects;
 mod experimental;
 mod v1;
