@@ -38,14 +38,21 @@ pub struct Outcome {
     pub rejected: Vec<Rejected>,
 }
 
-/// Apply order inside one batch: namespaces, nodes, pods, everything else.
+/// Apply order inside one batch: namespaces, nodes, pods, Calico tiers
+/// (before the policies that name them), everything else.
 pub fn rank(object: &Value) -> u8 {
     let api = object.get("apiVersion").and_then(Value::as_str);
     match (api, object.get("kind").and_then(Value::as_str)) {
         (Some("v1"), Some("Namespace")) => 0,
         (Some("v1"), Some("Node")) => 1,
         (Some("v1"), Some("Pod")) => 2,
-        _ => 3,
+        (Some(api), Some("Tier"))
+            if api.starts_with("projectcalico.org/")
+                || api.starts_with("crd.projectcalico.org/") =>
+        {
+            3
+        }
+        _ => 4,
     }
 }
 
