@@ -286,7 +286,7 @@ fn tiers_sort_by_order_with_the_default_tier_at_one_million() {
         name: name.into(),
         pass: false,
     };
-    let mut ranks = vec![
+    let mut ranks = [
         TierRank::Baseline,
         tier(None, "a-unordered"),
         TierRank::NetworkPolicy,
