@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use palisade_evaluator::{explain, Evaluator, Flow};
+use palisade_evaluator::{explain_with, Evaluator, Flow};
 
 use crate::manifests::{self, BetaRuleArg};
 
@@ -54,6 +54,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<std::process::ExitCode> {
         protocol,
         port,
     });
-    print!("{}", explain(&trace, &|e, d| loaded.selecting(&e.name, d)));
+    let tiers = |e: &palisade_model::Endpoint, d| loaded.resolver.tier_names(&e.name, d);
+    print!("{}", explain_with(&trace, &|e, d| loaded.selecting(&e.name, d), &tiers));
     Ok(loaded.exit_code())
 }

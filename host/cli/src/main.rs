@@ -13,6 +13,7 @@ mod reset_cmd;
 mod resolve_cmd;
 mod run_cmd;
 mod run_kube;
+mod select_cmd;
 mod status_cmd;
 
 use clap::{Parser, Subcommand};
@@ -21,7 +22,8 @@ use clap::{Parser, Subcommand};
 /// backend plugins (WebAssembly components).
 ///
 /// Policy objects of several dialects (NetworkPolicy v1, extensions/v1beta1
-/// with the DefaultDeny annotation, the 2016 experimental proposal) are
+/// with the DefaultDeny annotation, the 2016 experimental proposal, Calico
+/// v3 with its tiers and network sets) are
 /// compiled into one rule set, which a backend plugin (nftables, eBPF,
 /// userspace) enforces.
 #[derive(Parser, Debug)]
@@ -51,6 +53,7 @@ enum Command {
     Run(run_cmd::RunArgs),
     Reset(reset_cmd::ResetArgs),
     Status(status_cmd::StatusArgs),
+    Select(select_cmd::SelectArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Reset(args) => reset_cmd::run(args),
         Command::Status(args) => status_cmd::run(args),
+        Command::Select(args) => select_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -60,7 +60,7 @@ fn explain_names_the_policy_and_the_rule() {
     );
     assert!(
         text.contains(
-            "rule ingress[0] of networking.k8s.io/v1 NetworkPolicy shop/db-from-frontend"
+            "rule ingress[0] (Allow) of networking.k8s.io/v1 NetworkPolicy shop/db-from-frontend, in tier `default`"
         ),
         "{text}"
     );
@@ -188,4 +188,101 @@ fn run_refuses_a_zero_plugin_limit_before_programming_anything() {
     ] {
         assert!(stdout(&o).contains(flag), "{flag} in --help");
     }
+}
+
+const CALICO: &str = "tests/fixtures/calico.yaml";
+
+#[test]
+fn select_lists_what_a_calico_selector_picks_with_the_implicit_labels() {
+    let names = |sel: &str| {
+        let o = palisade(&["select", CALICO, "--selector", sel, "-o", "name"]);
+        assert!(o.status.success(), "{sel}: {}", stderr(&o));
+        stdout(&o).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(names("app == 'web'"), vec!["Pod/lab/probe", "Pod/shop/web"]);
+    assert_eq!(names("pcns.team == 'a' && has(app)"), vec!["Pod/shop/db", "Pod/shop/web"]);
+    assert_eq!(names("pcsa.tier == 'front'"), vec!["Pod/shop/web"]);
+    assert_eq!(
+        names(
+            "projectcalico.org/serviceaccount == 'default' && projectcalico.org/namespace == 'lab'"
+        ),
+        vec!["Pod/lab/probe"]
+    );
+    assert_eq!(
+        names("role == 'partner'"),
+        vec!["GlobalNetworkSet/everyone", "NetworkSet/shop/partners"]
+    );
+    assert_eq!(names("role == 'partner' && global()"), vec!["GlobalNetworkSet/everyone"]);
+
+    let o =
+        palisade(&["select", CALICO, "--selector", "pcns.team == 'a' && has(role)", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["kind"], "NetworkSet");
+    assert_eq!(v[0]["addresses"][0], "192.0.2.0/24");
+    let o = palisade(&["select", CALICO, "--selector", "app == 'db'"]);
+    assert!(stdout(&o).starts_with("KIND"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("10.70.0.2/32"), "{}", stdout(&o));
+}
+
+#[test]
+fn select_with_labels_answers_in_its_exit_status() {
+    let run =
+        |sel: &str, labels: &str| palisade(&["select", "--selector", sel, "--labels", labels]);
+    let o = run("app in {'a', 'b'} && !has(x)", r#"{"app": "b"}"#);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o).trim(), "match");
+    let o = run("app in {'a', 'b'} && !has(x)", r#"{"app": "b", "x": ""}"#);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o).trim(), "no match");
+    let o = run("app == 'a' ||", "{}");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("column 14: expected a label"), "{}", stderr(&o));
+    let o = run("all()", "[1]");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--labels"), "{}", stderr(&o));
+}
+
+#[test]
+fn explain_names_the_calico_tier_the_policy_and_the_rule() {
+    let o =
+        palisade(&["explain", CALICO, "--from", "lab/probe", "--to", "shop/db", "--port", "5432"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("DENIED"), "{text}");
+    assert!(
+        text.contains("denied by rule ingress[0] (Deny) of projectcalico.org/v3 GlobalNetworkPolicy security.db-guard, in tier `security`"),
+        "{text}"
+    );
+    let o =
+        palisade(&["explain", CALICO, "--from", "shop/web", "--to", "shop/db", "--port", "5432"]);
+    let text = stdout(&o);
+    assert!(text.starts_with("ALLOWED"), "{text}");
+    assert!(text.contains("allowed by rule ingress[0] (Allow) of projectcalico.org/v3 NetworkPolicy shop/db-from-web, in tier `default`"), "{text}");
+    assert!(text.contains("Passed on by rule ingress[1] (Pass) of projectcalico.org/v3 GlobalNetworkPolicy security.db-guard, in tier `security`"), "{text}");
+    let o = palisade(&[
+        "explain",
+        CALICO,
+        "--from",
+        "ip:198.51.100.1",
+        "--to",
+        "shop/db",
+        "--port",
+        "5432",
+    ]);
+    assert!(
+        stdout(&o)
+            .contains("no rule of tier `default` matches this peer and port, and its end denies"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn resolve_and_matrix_take_calico_manifests() {
+    let o = palisade(&["resolve", CALICO, "--output", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rs: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(rs["endpoints"].as_array().unwrap().len(), 3);
+    let o = palisade(&["matrix", CALICO, "--port", "5432"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

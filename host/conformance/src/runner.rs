@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use palisade_evaluator::{explain, Evaluator, Flow};
+use palisade_evaluator::{explain_with, Evaluator, Flow};
 use palisade_model::Direction;
 use palisade_pipeline::Pipeline;
 use palisade_store::{describe, ObjectKey, Store};
@@ -270,13 +270,17 @@ impl<'a> ScenarioRun<'a> {
             port: probe.port,
         });
         let resolver = self.pipeline.resolver();
-        explain(&trace, &|endpoint, direction: Direction| {
-            resolver
-                .selecting(&endpoint.name, direction)
-                .into_iter()
-                .map(|(_, o)| format!("{} {}/{}", o.kind, o.namespace, o.name))
-                .collect()
-        })
+        explain_with(
+            &trace,
+            &|endpoint, direction: Direction| {
+                resolver
+                    .selecting(&endpoint.name, direction)
+                    .into_iter()
+                    .map(|(_, o)| format!("{} {}/{}", o.kind, o.namespace, o.name))
+                    .collect()
+            },
+            &|endpoint, direction| resolver.tier_names(&endpoint.name, direction),
+        )
     }
 
     /// Resolves `ns/pod`, `ip:ADDR` or `node:NAME` to an address.

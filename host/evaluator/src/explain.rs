@@ -13,6 +13,16 @@ use crate::{Decision, DirectionTrace, RulePosition, Trace};
 /// policy that isolates without any rule. Pass `|_, _| Vec::new()` when
 /// unknown.
 pub fn explain(trace: &Trace, selecting: &dyn Fn(&Endpoint, Direction) -> Vec<String>) -> String {
+    explain_with(trace, selecting, &|_, _| Vec::new())
+}
+
+/// [`explain`], naming tiers too: `tiers` gives the names of an endpoint's
+/// tiers for a direction, in order (e.g. the resolver's `tier_names`).
+pub fn explain_with(
+    trace: &Trace,
+    selecting: &dyn Fn(&Endpoint, Direction) -> Vec<String>,
+    tiers: &dyn Fn(&Endpoint, Direction) -> Vec<String>,
+) -> String {
     let mut s = String::new();
     let flow = &trace.flow;
     let _ = writeln!(
@@ -25,7 +35,8 @@ pub fn explain(trace: &Trace, selecting: &dyn Fn(&Endpoint, Direction) -> Vec<St
         flow.port
     );
     for d in [&trace.egress, &trace.ingress] {
-        let _ = writeln!(s, "  {}", direction_sentence(d, selecting));
+        let names = d.endpoint.as_ref().map(|e| tiers(e, d.direction)).unwrap_or_default();
+        let _ = writeln!(s, "  {}", direction_sentence(d, selecting, &names));
     }
     if !trace.allowed {
         let which = match (trace.egress.allowed, trace.ingress.allowed) {
@@ -56,18 +67,35 @@ pub fn describe_origin(o: &Origin) -> String {
     }
 }
 
-fn describe_position(p: &RulePosition) -> String {
+/// `tier N`, or its name when known.
+fn tier_name(tiers: &[String], tier: usize) -> String {
+    tiers.get(tier).cloned().unwrap_or_else(|| format!("tier {tier}"))
+}
+
+fn describe_position(p: &RulePosition, action: Action, tiers: &[String]) -> String {
+    let action = match action {
+        Action::Allow => "Allow",
+        Action::Deny => "Deny",
+        Action::Pass => "Pass",
+        Action::Log => "Log",
+    };
+    let tier = tier_name(tiers, p.tier);
     match &p.origin {
-        Some(o) => {
-            format!("rule {} of {} (tier {}, rule {})", o.rule, describe_origin(o), p.tier, p.rule)
-        }
-        None => format!("tier {}, rule {}", p.tier, p.rule),
+        Some(o) => format!(
+            "rule {} ({action}) of {}, in {tier} (tier {}, rule {})",
+            o.rule,
+            describe_origin(o),
+            p.tier,
+            p.rule
+        ),
+        None => format!("{tier} (tier {}), rule {} ({action})", p.tier, p.rule),
     }
 }
 
 fn direction_sentence(
     d: &DirectionTrace,
     selecting: &dyn Fn(&Endpoint, Direction) -> Vec<String>,
+    tiers: &[String],
 ) -> String {
     let dir = d.direction.as_str();
     let Some(endpoint) = &d.endpoint else {
@@ -90,21 +118,21 @@ fn direction_sentence(
                 Action::Allow => "allowed",
                 _ => "denied",
             };
-            format!("{who}{by}: {verb} by {}.", describe_position(position))
+            format!("{who}{by}: {verb} by {}.", describe_position(position, *action, tiers))
         }
         Decision::TierDefault { tier } => format!(
-            "{who}{by}: isolated, and no rule of tier {tier} matches this peer and port, so it \
-             is denied."
+            "{who}{by}: no rule of {} matches this peer and port, and its end denies.",
+            tier_name(tiers, *tier)
         ),
         Decision::AfterLastTier => {
             format!("{who}{by}: no tier decided, so it is allowed after the last tier.")
         }
     };
     for p in &d.passed {
-        let _ = write!(out, " Passed on by {}.", describe_position(p));
+        let _ = write!(out, " Passed on by {}.", describe_position(p, Action::Pass, tiers));
     }
     for p in &d.logged {
-        let _ = write!(out, " Logged by {}.", describe_position(p));
+        let _ = write!(out, " Logged by {}.", describe_position(p, Action::Log, tiers));
     }
     out
 }

@@ -20,7 +20,7 @@ use palisade_model::{
 };
 use serde::Serialize;
 
-pub use explain::{describe_origin, explain};
+pub use explain::{describe_origin, explain, explain_with};
 
 /// One new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

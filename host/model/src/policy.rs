@@ -343,6 +343,17 @@ impl TierRank {
     }
 }
 
+impl std::fmt::Display for TierRank {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TierRank::Admin { priority } => write!(f, "the admin tier (priority {priority})"),
+            TierRank::Calico { name, .. } => write!(f, "tier `{name}`"),
+            TierRank::NetworkPolicy => write!(f, "tier `default`"),
+            TierRank::Baseline => write!(f, "the baseline tier"),
+        }
+    }
+}
+
 impl PartialOrd for TierRank {
     fn partial_cmp(&self, other: &TierRank) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))

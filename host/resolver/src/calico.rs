@@ -254,3 +254,56 @@ impl Resolver {
         }
     }
 }
+
+/// What a Calico selector picks, for `palisade select`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// `Pod`, `NetworkSet` or `GlobalNetworkSet`.
+    pub kind: &'static str,
+    /// Empty for a global network set.
+    pub namespace: String,
+    pub name: String,
+    /// A pod's addresses, a set's nets.
+    pub addresses: Vec<Cidr>,
+}
+
+impl Resolver {
+    /// The pods (with an address, not on the host network) and network
+    /// sets that `sel` picks, reading Calico's implicit labels, in name
+    /// order.
+    pub fn calico_select(&self, sel: &palisade_model::calico_selector::Selector) -> Vec<Selected> {
+        let mut out = Vec::new();
+        for entry in self.pods.iter().flatten() {
+            if !entry.live {
+                continue;
+            }
+            let pod = &entry.pod;
+            let view = PodView {
+                pod,
+                namespace: self.namespaces.get(&pod.namespace).map(|n| &n.labels),
+                account: self.accounts.get(&(pod.namespace.clone(), pod.service_account.clone())),
+            };
+            if sel.matches(&view) {
+                out.push(Selected {
+                    kind: "Pod",
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    addresses: pod.ips.iter().map(|ip| Cidr::host(*ip)).collect(),
+                });
+            }
+        }
+        for set in self.network_sets.values() {
+            let namespace = set.namespace.as_ref().and_then(|n| self.namespaces.get(n));
+            if sel.matches(&SetView { set, namespace: namespace.map(|n| &n.labels) }) {
+                out.push(Selected {
+                    kind: if set.namespace.is_some() { "NetworkSet" } else { "GlobalNetworkSet" },
+                    namespace: set.namespace.clone().unwrap_or_default(),
+                    name: set.name.clone(),
+                    addresses: set.nets.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
+        out
+    }
+}

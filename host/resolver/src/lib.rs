@@ -26,6 +26,7 @@ mod sources;
 #[cfg(test)]
 mod tests;
 
+pub use calico::Selected;
 pub use compile::block_prefixes;
 pub use render::{NODE_EXEMPTION, PALISADE_KIND};
 pub use resolver::Resolver;

@@ -161,6 +161,27 @@ impl Resolver {
         out
     }
 
+    /// The names of the tiers of the pod's rendered policy for
+    /// `direction`, in order (the node exemption first where it applies).
+    pub fn tier_names(&self, pod: &str, direction: palisade_model::Direction) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        if direction == palisade_model::Direction::Ingress {
+            if let Some(&idx) = self.pod_index.get(pod) {
+                if self.exempt.contains(&idx) {
+                    names.push("the node exemption".to_string());
+                }
+            }
+        }
+        let mut last = None;
+        for (rank, _) in self.selecting(pod, direction) {
+            if last.as_ref() != Some(&rank) {
+                names.push(rank.to_string());
+                last = Some(rank);
+            }
+        }
+        names
+    }
+
     fn apply(&mut self, event: ModelEvent) {
         match event {
             ModelEvent::NamespaceUpserted(ns) => {
