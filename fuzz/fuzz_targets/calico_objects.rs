@@ -4,8 +4,11 @@
 //! beside a small cluster.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
 use palisade_dialects::{Compiler, Settings};
+use palisade_model::ModelEvent;
 use palisade_resolver::Resolver;
 use serde_json::{json, Value};
 
@@ -39,12 +42,18 @@ fuzz_target!(|data: &[u8]| {
     let kind = KINDS[pick as usize % KINDS.len()];
     let group = if pick & 0x80 == 0 { "projectcalico.org/v3" } else { "crd.projectcalico.org/v1" };
     let object = json!({"apiVersion": group, "kind": kind, "metadata": {"name": "f", "namespace": "a"}, "spec": spec});
-    let mut compiler = Compiler::new(Settings::default());
+    static BASE: OnceLock<(Compiler, Vec<ModelEvent>)> = OnceLock::new();
+    let (base, events) = BASE.get_or_init(|| {
+        let mut compiler = Compiler::new(Settings::default());
+        let mut events = Vec::new();
+        for o in cluster() {
+            events.extend(compiler.apply(&o).expect("the cluster compiles").events);
+        }
+        (compiler, events)
+    });
+    let mut compiler = base.clone();
     let mut resolver = Resolver::new(Default::default());
-    for o in cluster() {
-        let compiled = compiler.apply(&o).expect("the cluster compiles");
-        resolver.handle_all(compiled.events);
-    }
+    resolver.handle_all(events.clone());
     if let Ok(compiled) = compiler.apply(&object) {
         resolver.handle_all(compiled.events);
         let _ = resolver.take_delta();

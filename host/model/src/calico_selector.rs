@@ -40,9 +40,18 @@ pub enum Selector {
     StartsWith(String, String),
     EndsWith(String, String),
     Not(Box<Selector>),
-    And(Box<Selector>, Box<Selector>),
-    Or(Box<Selector>, Box<Selector>),
+    /// Every one (two or more).
+    And(Vec<Selector>),
+    /// Any one (two or more).
+    Or(Vec<Selector>),
 }
+
+/// How deep parentheses and `!` may nest: deeper selectors are refused, so
+/// that no input can exhaust the stack.
+pub const MAX_NESTING: usize = 64;
+
+/// The longest selector read, in characters.
+pub const MAX_LENGTH: usize = 64 * 1024;
 
 /// What a selector reads labels from.
 pub trait LabelView {
@@ -68,7 +77,14 @@ pub struct SelectorError {
 impl Selector {
     /// Parses a selector; the empty (or blank) selector is `all()`.
     pub fn parse(text: &str) -> Result<Selector, SelectorError> {
-        let mut p = Parser { chars: text.chars().collect(), at: 0 };
+        if text.chars().count() > MAX_LENGTH {
+            return Err(SelectorError {
+                column: MAX_LENGTH + 1,
+                expected: format!("at most {MAX_LENGTH} characters"),
+                found: "a longer selector".to_string(),
+            });
+        }
+        let mut p = Parser { chars: text.chars().collect(), at: 0, depth: 0 };
         p.blank();
         if p.at == p.chars.len() {
             return Ok(Selector::All);
@@ -96,8 +112,8 @@ impl Selector {
             }
             Selector::EndsWith(k, v) => labels.label(k).is_some_and(|l| l.ends_with(v.as_str())),
             Selector::Not(s) => !s.matches(labels),
-            Selector::And(a, b) => a.matches(labels) && b.matches(labels),
-            Selector::Or(a, b) => a.matches(labels) || b.matches(labels),
+            Selector::And(all) => all.iter().all(|s| s.matches(labels)),
+            Selector::Or(any) => any.iter().any(|s| s.matches(labels)),
         }
     }
 
@@ -105,7 +121,19 @@ impl Selector {
     pub fn and(self, other: Selector) -> Selector {
         match (self, other) {
             (Selector::All, o) | (o, Selector::All) => o,
-            (a, b) => Selector::And(Box::new(a), Box::new(b)),
+            (Selector::And(mut a), Selector::And(b)) => {
+                a.extend(b);
+                Selector::And(a)
+            }
+            (Selector::And(mut a), b) => {
+                a.push(b);
+                Selector::And(a)
+            }
+            (a, Selector::And(mut b)) => {
+                b.insert(0, a);
+                Selector::And(b)
+            }
+            (a, b) => Selector::And(vec![a, b]),
         }
     }
 
@@ -126,12 +154,8 @@ impl Selector {
             Selector::StartsWith(key, v) => Selector::StartsWith(k(key), v.clone()),
             Selector::EndsWith(key, v) => Selector::EndsWith(k(key), v.clone()),
             Selector::Not(s) => Selector::Not(Box::new(s.prefixed(prefix))),
-            Selector::And(a, b) => {
-                Selector::And(Box::new(a.prefixed(prefix)), Box::new(b.prefixed(prefix)))
-            }
-            Selector::Or(a, b) => {
-                Selector::Or(Box::new(a.prefixed(prefix)), Box::new(b.prefixed(prefix)))
-            }
+            Selector::And(all) => Selector::And(all.iter().map(|s| s.prefixed(prefix)).collect()),
+            Selector::Or(any) => Selector::Or(any.iter().map(|s| s.prefixed(prefix)).collect()),
         }
     }
 
@@ -140,7 +164,7 @@ impl Selector {
         match self {
             Selector::Global => true,
             Selector::Not(s) => s.uses_global(),
-            Selector::And(a, b) | Selector::Or(a, b) => a.uses_global() || b.uses_global(),
+            Selector::And(list) | Selector::Or(list) => list.iter().any(Selector::uses_global),
             _ => false,
         }
     }
@@ -176,14 +200,26 @@ impl fmt::Display for Selector {
                 Selector::And(..) | Selector::Or(..) => write!(f, "!({s})"),
                 _ => write!(f, "!{s}"),
             },
-            Selector::And(a, b) => {
-                let side = |s: &Selector| match s {
-                    Selector::Or(..) => format!("({s})"),
-                    _ => s.to_string(),
-                };
-                write!(f, "{} && {}", side(a), side(b))
+            Selector::And(all) => {
+                let parts: Vec<String> = all
+                    .iter()
+                    .map(|s| match s {
+                        Selector::Or(..) | Selector::And(..) => format!("({s})"),
+                        _ => s.to_string(),
+                    })
+                    .collect();
+                write!(f, "{}", parts.join(" && "))
             }
-            Selector::Or(a, b) => write!(f, "{a} || {b}"),
+            Selector::Or(any) => {
+                let parts: Vec<String> = any
+                    .iter()
+                    .map(|s| match s {
+                        Selector::Or(..) => format!("({s})"),
+                        _ => s.to_string(),
+                    })
+                    .collect();
+                write!(f, "{}", parts.join(" || "))
+            }
         }
     }
 }
@@ -191,6 +227,8 @@ impl fmt::Display for Selector {
 struct Parser {
     chars: Vec<char>,
     at: usize,
+    /// Parentheses and `!` open around the current position.
+    depth: usize,
 }
 
 fn is_key_char(c: char) -> bool {
@@ -259,29 +297,40 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Selector, SelectorError> {
-        let mut left = self.and()?;
+        let mut any = vec![self.and()?];
         while self.eat("||") {
-            let right = self.and()?;
-            left = Selector::Or(Box::new(left), Box::new(right));
+            any.push(self.and()?);
         }
-        Ok(left)
+        Ok(if any.len() == 1 { any.remove(0) } else { Selector::Or(any) })
     }
 
     fn and(&mut self) -> Result<Selector, SelectorError> {
-        let mut left = self.unary()?;
+        let mut all = vec![self.unary()?];
         while self.eat("&&") {
-            let right = self.unary()?;
-            left = Selector::And(Box::new(left), Box::new(right));
+            all.push(self.unary()?);
         }
-        Ok(left)
+        Ok(if all.len() == 1 { all.remove(0) } else { Selector::And(all) })
+    }
+
+    /// Enters one more level of `(` or `!` (the one at `at`).
+    fn nest(&mut self, at: usize) -> Result<(), SelectorError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            self.at = at;
+            return Err(self.error(&format!("at most {MAX_NESTING} nested `(` and `!`")));
+        }
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Selector, SelectorError> {
         self.blank();
         // `!` but not `!=` (which needs a key before it anyway).
         if self.chars.get(self.at) == Some(&'!') && self.chars.get(self.at + 1) != Some(&'=') {
+            self.nest(self.at)?;
             self.at += 1;
-            return Ok(Selector::Not(Box::new(self.unary()?)));
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Selector::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -289,11 +338,14 @@ impl Parser {
     fn primary(&mut self) -> Result<Selector, SelectorError> {
         const OPERAND: &str = "a label, `has(`, `all()`, `global()`, `!` or `(`";
         self.blank();
+        let open = self.at;
         if self.eat("(") {
+            self.nest(open)?;
             let inner = self.or()?;
             if !self.eat(")") {
                 return Err(self.error("`)`, `&&` or `||`"));
             }
+            self.depth -= 1;
             return Ok(inner);
         }
         for (word, sel) in [("all", Selector::All), ("global", Selector::Global)] {

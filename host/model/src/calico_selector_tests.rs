@@ -165,3 +165,31 @@ fn errors_say_where_and_what() {
     assert_eq!(e.column, 10);
     assert!(e.to_string().starts_with("column 10: expected"), "{e}");
 }
+
+#[test]
+fn nesting_and_length_are_bounded() {
+    let deep = format!("{}has(a){}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+    assert!(Selector::parse(&deep).is_ok());
+    let deeper = format!("{}has(a){}", "(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1));
+    let e = err(&deeper);
+    assert_eq!(e.column, MAX_NESTING + 1);
+    assert!(e.expected.contains("nested"), "{e}");
+    let e = err(&format!("{}has(a)", "!".repeat(MAX_NESTING + 1)));
+    assert!(e.expected.contains("nested"), "{e}");
+    // A long chain is flat, not deep.
+    let chain = vec!["has(a)"; 5000].join(" || ");
+    let s = Selector::parse(&chain).unwrap();
+    assert!(matches!(&s, Selector::Or(v) if v.len() == 5000));
+    assert!(s.matches(&labels(&[("a", "")])));
+    let e = err(&"a".repeat(MAX_LENGTH + 1));
+    assert!(e.expected.contains("at most"), "{e}");
+}
+
+#[test]
+fn and_flattens() {
+    let s = Selector::parse("has(a) && has(b)")
+        .unwrap()
+        .and(Selector::parse("has(c) && has(d)").unwrap());
+    assert!(matches!(&s, Selector::And(v) if v.len() == 4));
+    assert_eq!(Selector::All.and(Selector::Has("x".into())), Selector::Has("x".into()));
+}
