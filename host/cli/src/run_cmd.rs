@@ -27,7 +27,8 @@ use crate::manifests::BetaRuleArg;
 ///
 /// With `--source kube` the objects come from the Kubernetes API server
 /// (in-cluster service account, or KUBECONFIG): Namespaces, Pods, Nodes,
-/// NetworkPolicies and the 2016 CRD are watched; the pods of --node (or
+/// ServiceAccounts, NetworkPolicies, the 2016 CRD and Calico's
+/// crd.projectcalico.org/v1 kinds are watched; the pods of --node (or
 /// $NODE_NAME) are the endpoints. /healthz, /readyz (?pod=NS/NAME: that
 /// pod's policy is programmed), /status and /metrics are served on
 /// --health-addr (`palisade status` reads them); invalid policies get a

@@ -81,7 +81,46 @@ pub const BETA_POLICIES: WatchedKind = WatchedKind {
     required: false,
 };
 
+/// ServiceAccounts: their labels are what Calico's service account
+/// selectors read.
+pub const SERVICE_ACCOUNTS: WatchedKind = WatchedKind {
+    group: "",
+    version: "v1",
+    kind: "ServiceAccount",
+    plural: "serviceaccounts",
+    required: true,
+};
+
+/// A Calico kind as Calico stores it in a cluster without its API server:
+/// a `crd.projectcalico.org/v1` custom resource (optional: absent where
+/// Calico's CRDs are not installed).
+const fn calico(kind: &'static str, plural: &'static str) -> WatchedKind {
+    WatchedKind { group: "crd.projectcalico.org", version: "v1", kind, plural, required: false }
+}
+
+/// Calico's kinds, tiers first.
+pub const CALICO: [WatchedKind; 8] = [
+    calico("Tier", "tiers"),
+    calico("NetworkPolicy", "networkpolicies"),
+    calico("GlobalNetworkPolicy", "globalnetworkpolicies"),
+    calico("NetworkSet", "networksets"),
+    calico("GlobalNetworkSet", "globalnetworksets"),
+    calico("StagedNetworkPolicy", "stagednetworkpolicies"),
+    calico("StagedGlobalNetworkPolicy", "stagedglobalnetworkpolicies"),
+    calico("StagedKubernetesNetworkPolicy", "stagedkubernetesnetworkpolicies"),
+];
+
 /// Every kind the source watches, in apply order.
 pub fn all() -> Vec<WatchedKind> {
-    vec![NAMESPACES, NODES, PODS, NETWORK_POLICIES, EXPERIMENTAL_POLICIES, BETA_POLICIES]
+    let mut kinds = vec![
+        NAMESPACES,
+        NODES,
+        PODS,
+        SERVICE_ACCOUNTS,
+        NETWORK_POLICIES,
+        EXPERIMENTAL_POLICIES,
+        BETA_POLICIES,
+    ];
+    kinds.extend(CALICO);
+    kinds
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 const METADATA: [&str; 4] = ["name", "namespace", "labels", "uid"];
 /// The container fields the pipeline reads.
 const CONTAINER: [&str; 3] = ["name", "ports", "restartPolicy"];
-const POD_SPEC: [&str; 2] = ["nodeName", "hostNetwork"];
+const POD_SPEC: [&str; 3] = ["nodeName", "hostNetwork", "serviceAccountName"];
 const POD_STATUS: [&str; 3] = ["podIP", "podIPs", "phase"];
 
 /// True for an annotation a dialect reads (the DefaultDeny annotation of

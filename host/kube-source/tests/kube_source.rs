@@ -543,3 +543,48 @@ fn pods_with_the_readiness_gate_get_their_condition_once_their_policy_is_program
     }
     assert!(h.health.pod_programmed("shop/late").is_some());
 }
+
+/// Calico's objects as custom resources (`crd.projectcalico.org/v1`), a
+/// ServiceAccount read for `pcsa.` labels, a pod's `serviceAccountName`
+/// kept through stripping: the same rule set as the manifest source, with
+/// the tier before the default one and the Deny first in it.
+#[test]
+fn calico_custom_resources_and_service_accounts_give_the_manifest_source_rule_set() {
+    let api = FakeApi::start();
+    let mut web = pod("shop", "web", "n1", json!({"app": "web"}), "10.0.0.1");
+    web["spec"]["serviceAccountName"] = json!("api");
+    let objects = vec![
+        namespace("shop", json!({"team": "shop"})),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "api", "namespace": "shop", "labels": {"tier": "front"}}}),
+        web,
+        pod("shop", "client", "n1", json!({"app": "client"}), "10.0.0.2"),
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "Tier",
+               "metadata": {"name": "security"}, "spec": {"order": 10}}),
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkSet",
+               "metadata": {"name": "partners", "labels": {"role": "partner"}},
+               "spec": {"nets": ["203.0.113.0/24"]}}),
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy",
+               "metadata": {"name": "security.guard"},
+               "spec": {"tier": "security", "selector": "pcsa.tier == 'front'",
+                        "ingress": [{"action": "Deny", "source": {"selector": "role == 'partner'"}},
+                                    {"action": "Pass"}]}}),
+        json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "web-from-client", "namespace": "shop"},
+               "spec": {"selector": "app == 'web'",
+                        "ingress": [{"action": "Allow", "source": {"selector": "app == 'client'"}}]}}),
+    ];
+    load(&api, &objects);
+    let mut h = start(&api);
+    let want = through_manifests(&objects);
+    h.until_rule_set(&want, "Calico objects");
+    let rules = h.daemon.pipeline().rule_set();
+    let web = rules.endpoints.iter().find(|e| e.name == "shop/web").unwrap();
+    let ingress = rules.policy(web.id, palisade_model::Direction::Ingress).unwrap();
+    // The node exemption, the tier `security` (the account's labels picked
+    // web), then the default tier.
+    assert_eq!(ingress.tiers.len(), 3, "{ingress:?}");
+    assert_eq!(ingress.tiers[1].rules[0].action, palisade_model::Action::Deny);
+    assert_eq!(ingress.tiers[1].rules[1].action, palisade_model::Action::Pass);
+    drop(h.runtime);
+}

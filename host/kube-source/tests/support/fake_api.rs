@@ -91,8 +91,9 @@ fn plural(kind: &str) -> String {
 }
 
 impl FakeApi {
-    /// Serves Namespaces, Nodes, Pods, networking.k8s.io/v1 NetworkPolicies,
-    /// the experimental.kubernetes.io/v1 CRD, and Events; not
+    /// Serves Namespaces, Nodes, Pods, ServiceAccounts,
+    /// networking.k8s.io/v1 NetworkPolicies, the experimental.kubernetes.io/v1
+    /// CRD, Calico's CRDs (not the staged kinds), and Events; not
     /// extensions/v1beta1 (a current cluster).
     pub fn start() -> FakeApi {
         let served = [
@@ -102,6 +103,12 @@ impl FakeApi {
             ("networking.k8s.io/v1", "NetworkPolicy"),
             ("experimental.kubernetes.io/v1", "NetworkPolicy"),
             ("v1", "Event"),
+            ("v1", "ServiceAccount"),
+            ("crd.projectcalico.org/v1", "Tier"),
+            ("crd.projectcalico.org/v1", "NetworkPolicy"),
+            ("crd.projectcalico.org/v1", "GlobalNetworkPolicy"),
+            ("crd.projectcalico.org/v1", "NetworkSet"),
+            ("crd.projectcalico.org/v1", "GlobalNetworkSet"),
         ];
         let resources = served
             .iter()
