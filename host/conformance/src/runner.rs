@@ -140,9 +140,13 @@ impl<'a> ScenarioRun<'a> {
                 Err(e) => self.problem(step, describe(reference), None, e.to_string(), false),
             }
         }
-        for key in self.pipeline.delete(&keys) {
+        let deleted = self.pipeline.delete(&keys);
+        for key in deleted.missing {
             let message = "delete of an object that does not exist".to_string();
             self.problem(step, key.to_string(), None, message, false);
+        }
+        for r in deleted.refused {
+            self.problem(step, r.object, r.field, r.message, false);
         }
     }
 

@@ -97,7 +97,9 @@ impl ManifestDir {
             tracing::warn!("{w}");
         }
         report.deleted = gone.len();
-        pipeline.delete(&gone);
+        for r in pipeline.delete(&gone).refused {
+            tracing::error!(object = %r.object, field = ?r.field, "{}", r.message);
+        }
         report
     }
 }

@@ -127,10 +127,16 @@ impl Compiler {
         Ok((key, compiled))
     }
 
-    /// Deletes an object from `store` and from the compiler.
-    pub fn delete_stored(&mut self, store: &mut Store, key: &ObjectKey) -> Vec<ModelEvent> {
+    /// Deletes an object from `store` and from the compiler; a refused
+    /// deletion (a Calico Tier still in use) leaves both as they were.
+    pub fn delete_stored(
+        &mut self,
+        store: &mut Store,
+        key: &ObjectKey,
+    ) -> Result<Vec<ModelEvent>, DialectError> {
+        let events = self.delete_checked(key)?;
         store.delete(key);
-        self.delete(key)
+        Ok(events)
     }
 
     /// Compiles every object of `store`: namespaces first, then nodes, pods
@@ -226,8 +232,19 @@ impl Compiler {
     }
 
     /// Deletes an object; returns the events withdrawing what it put in
-    /// force. Unknown keys yield no event.
+    /// force. Unknown keys yield no event. A refused deletion (see
+    /// [`Compiler::delete_checked`]) is logged and changes nothing.
     pub fn delete(&mut self, key: &ObjectKey) -> Vec<ModelEvent> {
+        self.delete_checked(key).unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            Vec::new()
+        })
+    }
+
+    /// [`Compiler::delete`], refusing to delete a Calico Tier that policies
+    /// still use (as Calico's API server refuses it): the tier stays in
+    /// force, and the error names it and one policy that uses it.
+    pub fn delete_checked(&mut self, key: &ObjectKey) -> Result<Vec<ModelEvent>, DialectError> {
         let namespace = key.namespace.clone().unwrap_or_default();
         let events = match (key.group.as_str(), key.kind.as_str()) {
             ("", "Namespace") => match self.namespaces.remove(&key.name) {
@@ -269,11 +286,13 @@ impl Compiler {
             }
             (g, "Tier") if calico::is_calico_group(g) => {
                 if let Some(user) = self.tier_user(&key.name) {
-                    tracing::error!(
-                        object = %key,
-                        "the tier is still used by {user}; it stays in force until its policies are deleted"
-                    );
-                    return Vec::new();
+                    return Err(DialectError::Invalid {
+                        object: Box::new(key.clone()),
+                        field: "metadata.name".into(),
+                        problem: Problem::Tier(format!(
+                            "the tier cannot be deleted while {user} uses it; it stays in force until its policies are deleted"
+                        )),
+                    });
                 }
                 self.tiers.remove(&key.name);
                 Vec::new()
@@ -284,7 +303,7 @@ impl Compiler {
             },
         };
         tracing::debug!(object = %key, events = events.len(), "deleted");
-        events
+        Ok(events)
     }
 
     fn switches(&self, namespace: &str) -> Switches {

@@ -157,7 +157,9 @@ impl<P: Programmer> KubeDaemon<P> {
             self.reported.remove(deleted);
             self.gates.forget(deleted);
         }
-        self.pipeline.delete(&batch.delete);
+        for r in self.pipeline.delete(&batch.delete).refused {
+            tracing::error!(object = %r.object, field = ?r.field, "{}", r.message);
+        }
         let programmed = self.program(started);
         Ok(Some(KubeRound {
             applied: applied - outcome.rejected.len(),

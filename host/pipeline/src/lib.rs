@@ -31,6 +31,15 @@ pub struct Rejected {
     pub unsupported_kind: bool,
 }
 
+/// What a batch of deletions left to report.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Keys of objects that did not exist.
+    pub missing: Vec<ObjectKey>,
+    /// Deletions refused; the objects stay (`index`: position in the batch).
+    pub refused: Vec<Rejected>,
+}
+
 /// What a batch left to report.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -118,19 +127,29 @@ impl Pipeline {
         outcome
     }
 
-    /// Deletes objects by key, as one batch; returns the keys that did not
-    /// exist.
-    pub fn delete<'k>(&mut self, keys: impl IntoIterator<Item = &'k ObjectKey>) -> Vec<ObjectKey> {
-        let mut missing = Vec::new();
+    /// Deletes objects by key, as one batch; says which keys did not exist
+    /// and which deletions were refused (a Calico Tier still in use; the
+    /// object stays).
+    pub fn delete<'k>(&mut self, keys: impl IntoIterator<Item = &'k ObjectKey>) -> Deleted {
+        let mut out = Deleted::default();
         let mut events = Vec::new();
-        for key in keys {
+        for (index, key) in keys.into_iter().enumerate() {
             if !self.store.contains(key) {
-                missing.push(key.clone());
+                out.missing.push(key.clone());
             }
-            events.extend(self.compiler.delete_stored(&mut self.store, key));
+            match self.compiler.delete_stored(&mut self.store, key) {
+                Ok(e) => events.extend(e),
+                Err(e) => out.refused.push(Rejected {
+                    index,
+                    object: key.to_string(),
+                    field: e.field().map(str::to_string),
+                    message: e.to_string(),
+                    unsupported_kind: false,
+                }),
+            }
         }
         self.resolver.handle_all(events);
-        missing
+        out
     }
 }
 
@@ -162,12 +181,41 @@ mod tests {
         let generation = rs.generation;
         assert!(!p.take_delta().is_empty());
 
-        let missing = p.delete(&[
+        let deleted = p.delete(&[
             ObjectKey::new("networking.k8s.io", "NetworkPolicy", Some("a"), "deny"),
             ObjectKey::new("networking.k8s.io", "NetworkPolicy", Some("a"), "never-was"),
         ]);
-        assert_eq!(missing.len(), 1);
+        assert_eq!(deleted.missing.len(), 1);
+        assert!(deleted.refused.is_empty());
         assert!(p.rule_set().policies.is_empty());
         assert_eq!(p.rule_set().generation, generation + 1);
+    }
+
+    #[test]
+    fn a_tier_in_use_is_not_deleted_and_the_refusal_is_reported() {
+        let mut p = Pipeline::new(Default::default(), Default::default());
+        let outcome = p.apply([
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+                   "metadata": {"name": "guard.deny"}, "spec": {"tier": "guard", "ingress": [{"action": "Deny"}]}}),
+            json!({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "guard"}, "spec": {"order": 1}}),
+        ]);
+        assert!(
+            outcome.rejected.is_empty(),
+            "tiers apply first in a batch: {:?}",
+            outcome.rejected
+        );
+        let tier = ObjectKey::new("projectcalico.org", "Tier", None, "guard");
+        let deleted = p.delete(std::slice::from_ref(&tier));
+        assert_eq!(deleted.refused.len(), 1);
+        assert_eq!(deleted.refused[0].field.as_deref(), Some("metadata.name"));
+        assert!(
+            deleted.refused[0].message.contains("guard.deny"),
+            "{}",
+            deleted.refused[0].message
+        );
+        assert!(p.store().contains(&tier), "the tier stays");
+        p.delete(&[ObjectKey::new("projectcalico.org", "GlobalNetworkPolicy", None, "guard.deny")]);
+        assert!(p.delete(std::slice::from_ref(&tier)).refused.is_empty(), "unused now");
+        assert!(!p.store().contains(&tier));
     }
 }

@@ -228,7 +228,7 @@ fn store_and_compiler_stay_in_step() {
         .apply_stored(&mut store, yaml("{apiVersion: v1, kind: Service, metadata: {name: s}}"))
         .is_err());
     assert_eq!(store.len(), 1, "rejected objects are not stored");
-    let events = compiler.delete_stored(&mut store, &key);
+    let events = compiler.delete_stored(&mut store, &key).unwrap();
     assert_eq!(events.len(), 1);
     assert!(store.is_empty());
 }
