@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use palisade_plugin_host::{
-    discovery, Capabilities, EngineOptions, Grants, Limits, PluginEngine, PluginInfo,
+    discovery, Capabilities, Described, EngineOptions, Grants, Limits, PluginEngine, PluginError,
+    PluginInfo,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -23,7 +24,10 @@ pub enum PluginCommand {
     ///
     /// The plugin's own `info` runs inside the sandbox; the imports are read
     /// from the component itself, so they are what the plugin can really
-    /// call, whatever it claims.
+    /// call, whatever it claims. A plugin this host cannot run (built for
+    /// another version of palisade:backend, importing what no host grants)
+    /// is described from the component alone, with the reason it cannot
+    /// run; exit status 0 either way (2: not a component at all).
     ///
     /// Examples:
     ///   palisade plugin inspect target/wasm32-wasip2/release/palisade_nftables.wasm
@@ -59,6 +63,19 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PluginCommand::Inspect { plugin, output, plugin_dirs } => {
             let path = discovery::find(&plugin, &plugin_dirs).map_err(anyhow::Error::msg)?;
+            let described = engine
+                .describe_file(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if let Err(why) = &described.loadable {
+                match output {
+                    Format::Text => print!("{}", render_unloadable(&path, &described, why)),
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&unloadable_json(&path, &described, why))?
+                    ),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let info = inspect(&engine, &path)?;
             match output {
                 Format::Text => print!("{}", render(&path, &info)),
@@ -129,5 +146,42 @@ fn to_json(path: &std::path::Path, info: &PluginInfo) -> serde_json::Value {
         "imports": info.imported_capabilities.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
         "declaredCapabilities": info.declared_capabilities,
         "features": info.features,
+    })
+}
+
+/// The imports of a component as its full names: capabilities, WASI, other.
+fn import_names(d: &Described) -> Vec<String> {
+    let mut out: Vec<String> = d.imports.capabilities.iter().map(|(_, n)| n.clone()).collect();
+    out.extend(d.imports.wasi.iter().cloned());
+    out.extend(d.imports.other.iter().cloned());
+    out
+}
+
+fn render_unloadable(path: &std::path::Path, d: &Described, why: &PluginError) -> String {
+    let wit = match &d.imports.wit_version {
+        Some(v) => format!("palisade:backend@{v}"),
+        None => "(no palisade:backend interface exported)".to_string(),
+    };
+    let imports = import_names(d);
+    format!(
+        "{name} (not runnable by this host)\n  file:          {file}\n  sha256:        {hash}\n  wit package:   {wit}\n  imports:       {imports}\n  runnable:      no: {why}\n  this host:     palisade:backend@{supported}\n",
+        name = d.name,
+        file = path.display(),
+        hash = d.hash,
+        imports = if imports.is_empty() { "(none)".to_string() } else { imports.join(", ") },
+        supported = palisade_plugin_host::SUPPORTED_WIT_VERSIONS.join(", "),
+    )
+}
+
+fn unloadable_json(path: &std::path::Path, d: &Described, why: &PluginError) -> serde_json::Value {
+    serde_json::json!({
+        "name": d.name,
+        "file": path.display().to_string(),
+        "sha256": d.hash,
+        "witPackage": d.imports.wit_version.as_ref().map(|v| format!("palisade:backend@{v}")),
+        "imports": import_names(d),
+        "runnable": false,
+        "reason": why.to_string(),
+        "hostSupports": palisade_plugin_host::SUPPORTED_WIT_VERSIONS,
     })
 }

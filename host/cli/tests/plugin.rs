@@ -56,14 +56,34 @@ fn inspect_finds_shipped_plugins_by_name_and_list_shows_them_all() {
 }
 
 #[test]
-fn inspect_of_a_missing_or_refused_plugin_fails_with_a_clear_error() {
+fn inspect_of_a_missing_plugin_fails_with_a_clear_error() {
     let o = palisade(&["plugin", "inspect", "no-such-plugin"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("plugin `no-such-plugin` not found"), "{err}");
+}
 
+#[test]
+fn inspect_describes_a_plugin_this_host_cannot_run_and_says_why() {
     let o = palisade(&["plugin", "inspect", &wasm("palisade_fixture_future")]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("palisade:backend@0.2.0") && err.contains("0.1.0"), "{err}");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("palisade_fixture_future (not runnable by this host)\n"), "{out}");
+    assert!(out.contains("wit package:   palisade:backend@0.2.0"), "{out}");
+    assert!(out.contains("runnable:      no: plugin `palisade_fixture_future` is built for palisade:backend@0.2.0"), "{out}");
+    assert!(out.contains("sha256:"), "{out}");
+
+    let o = palisade(&["plugin", "inspect", &wasm("palisade_fixture_future"), "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["runnable"], false);
+    assert_eq!(v["witPackage"], "palisade:backend@0.2.0");
+    assert!(v["reason"].as_str().unwrap().contains("this host supports"), "{v}");
+
+    // Not a component at all: an error (exit status 2).
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let o = palisade(&["plugin", "inspect", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a loadable WebAssembly component"));
 }

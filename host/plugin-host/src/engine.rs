@@ -153,6 +153,29 @@ impl PluginEngine {
         LoadedPlugin::new(self.clone(), name, component, hash, imports, limits, caps)
     }
 
+    /// What a component is, without running it: its hash, the
+    /// `palisade:backend` version it exports, what it imports, and whether
+    /// this host could load it with every capability granted (and if not,
+    /// why). Only a file that is no WebAssembly component is an error.
+    pub fn describe_file(&self, path: &Path) -> Result<Described, PluginError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| PluginError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        if Engine::detect_precompiled(&bytes).is_some() {
+            return Err(PluginError::Precompiled { plugin: name });
+        }
+        let (component, hash, _) =
+            self.inner.cache.get_or_compile(&self.inner.engine, &bytes).map_err(|e| {
+                PluginError::Compile { plugin: name.clone(), message: format!("{e:#}") }
+            })?;
+        let imports = ImportSummary::of(&self.inner.engine, &component);
+        let loadable = imports.check(&name, &crate::Grants::all());
+        Ok(Described { name, hash, imports, loadable })
+    }
+
     /// Whether a component is already compiled in memory (for tests and
     /// benchmarks).
     pub fn precompiled_outcome(&self, bytes: &[u8]) -> Option<&'static str> {
@@ -162,4 +185,16 @@ impl PluginEngine {
             CacheOutcome::Compiled => "compiled",
         })
     }
+}
+
+/// A component as [`PluginEngine::describe_file`] read it.
+#[derive(Debug)]
+pub struct Described {
+    /// The file's stem.
+    pub name: String,
+    /// SHA-256 of the component's bytes.
+    pub hash: String,
+    pub imports: ImportSummary,
+    /// Whether this host loads it (every capability granted), or why not.
+    pub loadable: Result<(), PluginError>,
 }

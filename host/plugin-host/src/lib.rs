@@ -29,7 +29,7 @@ mod supervisor;
 pub mod discovery;
 
 pub use capability::{BpfProvider, Capabilities, NftProvider};
-pub use engine::{EngineOptions, PluginEngine};
+pub use engine::{Described, EngineOptions, PluginEngine};
 pub use error::{Call, PluginError};
 pub use grants::{Capability, Grants, ImportSummary};
 pub use instance::PluginInstance;
