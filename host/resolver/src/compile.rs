@@ -306,7 +306,13 @@ impl Resolver {
                     // named ports beside a `notSelector`.
                     PeerSelector::Calico(p) => {
                         let def = p.selector.clone().unwrap_or_else(Resolver::all_pods);
-                        (self.acquire_selector(&def), calico_nets(p))
+                        let mut within = calico_nets(p);
+                        if let Some(v) = p.ip_version {
+                            let all = within.unwrap_or_else(crate::calico::everything);
+                            within =
+                                Some(all.into_iter().filter(|c| c.is_v4() == (v == 4)).collect());
+                        }
+                        (self.acquire_selector(&def), within)
                     }
                 };
                 holdings.selectors.push(sel);

@@ -108,6 +108,15 @@ pub(super) fn compile(
     };
     let mut remote = side(ctx, remote, remote_path, scope)?;
     remote.ip_version = ip_version;
+    let named = ports.iter().any(|p| matches!(p, PortSelector::Named { .. }));
+    if !ingress && named && remote.not_selector.is_some() {
+        return Err(ctx.invalid(
+            &join(remote_path, "notSelector"),
+            Problem::Unsupported(
+                "a notSelector beside named destination ports of an egress rule is not resolved yet".into(),
+            ),
+        ));
+    }
     let local = side(ctx, local, local_path, scope)?;
     let peer = if remote == CalicoPeer::default() {
         PeerSelector::Any

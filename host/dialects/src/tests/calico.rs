@@ -403,6 +403,11 @@ fn bad_input_names_the_field() {
             "CIDR",
         ),
         ("{doNotTrack: true}", "spec.doNotTrack", "host endpoints"),
+        (
+            "{egress: [{action: Allow, destination: {notSelector: has(x), ports: [web]}}]}",
+            "spec.egress[0].destination.notSelector",
+            "not resolved yet",
+        ),
     ];
     for (s, field, says) in cases {
         let e = reject(&mut compiler(), &spec(s));

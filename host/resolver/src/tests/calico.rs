@@ -346,3 +346,50 @@ spec:
     assert!(!c.allowed(WEB, DB, 5432), "deny-db before the Kubernetes policy");
     assert!(c.allowed(CLI, DB, 5432), "the Kubernetes policy allows everything else");
 }
+
+#[test]
+fn egress_named_ports_resolve_on_the_destination_pods_the_rule_picks() {
+    let mut c = Cluster::new();
+    c.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: x, labels: {app: db}}
+spec: {containers: [{name: c, ports: [{name: pg, containerPort: 5432}]}]}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cli, namespace: y, labels: {app: cli}}
+spec: {containers: [{name: c, ports: [{name: pg, containerPort: 6432}]}]}
+status: {podIP: 10.0.1.1}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: web-out}
+spec:
+  selector: app == 'web'
+  egress:
+  - action: Allow
+    destination: {selector: app == 'db', ports: [pg]}
+"#,
+    );
+    assert!(c.allowed(WEB, DB, 5432), "db's pg, TCP as declared");
+    assert!(!c.allowed(WEB, DB, 6432));
+    assert!(!c.allowed(WEB, CLI, 6432), "cli names pg too, but the selector does not pick it");
+    c.apply(
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: web-out}
+spec:
+  selector: app == 'web'
+  egress:
+  - action: Allow
+    ipVersion: 6
+    destination: {ports: [pg]}
+"#,
+    );
+    assert!(!c.allowed(WEB, DB, 5432), "IPv6 only: no IPv4 destination");
+    assert!(!c.allowed(WEB, CLI, 6432));
+}
