@@ -152,7 +152,9 @@ fn both_directions_must_allow_and_the_trace_names_the_rule() {
     let text = explain(&t, &|_, _| vec!["NetworkPolicy x/p2".to_string()]);
     assert!(text.starts_with("DENIED: x/b (10.0.0.2) -> x/a (10.0.0.1) TCP/80"), "{text}");
     assert!(
-        text.contains("allowed by rule ingress[0] of networking.k8s.io/v1 NetworkPolicy x/p2"),
+        text.contains(
+            "allowed by rule ingress[0] (Allow) of networking.k8s.io/v1 NetworkPolicy x/p2"
+        ),
         "{text}"
     );
     assert!(text.contains("the source's egress denies it"), "{text}");
