@@ -93,7 +93,7 @@ fn plural(kind: &str) -> String {
 impl FakeApi {
     /// Serves Namespaces, Nodes, Pods, ServiceAccounts,
     /// networking.k8s.io/v1 NetworkPolicies, the experimental.kubernetes.io/v1
-    /// CRD, Calico's CRDs (not the staged kinds), and Events; not
+    /// CRD, Calico's CRDs, and Events; not
     /// extensions/v1beta1 (a current cluster).
     pub fn start() -> FakeApi {
         let served = [
@@ -109,6 +109,9 @@ impl FakeApi {
             ("crd.projectcalico.org/v1", "GlobalNetworkPolicy"),
             ("crd.projectcalico.org/v1", "NetworkSet"),
             ("crd.projectcalico.org/v1", "GlobalNetworkSet"),
+            ("crd.projectcalico.org/v1", "StagedNetworkPolicy"),
+            ("crd.projectcalico.org/v1", "StagedGlobalNetworkPolicy"),
+            ("crd.projectcalico.org/v1", "StagedKubernetesNetworkPolicy"),
         ];
         let resources = served
             .iter()
