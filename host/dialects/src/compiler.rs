@@ -285,7 +285,7 @@ impl Compiler {
                 }
             }
             (g, "Tier") if calico::is_calico_group(g) => {
-                if let Some(user) = self.tier_user(&key.name) {
+                if let Some(user) = self.tier_users(&key.name).next() {
                     return Err(DialectError::Invalid {
                         object: Box::new(key.clone()),
                         field: "metadata.name".into(),
@@ -366,9 +366,9 @@ impl Compiler {
         Some(TierRank::Calico { order: tier.order, name: name.to_string(), pass: tier.pass })
     }
 
-    /// A policy that names tier `name`, if any.
-    fn tier_user(&self, name: &str) -> Option<&ObjectKey> {
-        self.policies.iter().find(|(_, e)| e.tier.as_deref() == Some(name)).map(|(k, _)| k)
+    /// The policies that name tier `name`.
+    fn tier_users<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ObjectKey> {
+        self.policies.iter().filter(move |(_, e)| e.tier.as_deref() == Some(name)).map(|(k, _)| k)
     }
 
     /// The Calico kinds.
@@ -414,12 +414,7 @@ impl Compiler {
             "Tier" => {
                 let tier = calico::tier(ctx, map, &key.name)?;
                 self.tiers.insert(key.name.clone(), tier);
-                let users: Vec<ObjectKey> = self
-                    .policies
-                    .iter()
-                    .filter(|(_, e)| e.tier.as_deref() == Some(key.name.as_str()))
-                    .map(|(k, _)| k.clone())
-                    .collect();
+                let users: Vec<ObjectKey> = self.tier_users(&key.name).cloned().collect();
                 users.iter().filter_map(|k| self.reconcile(k)).collect()
             }
             "NetworkSet" | "GlobalNetworkSet" => {

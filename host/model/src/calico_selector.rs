@@ -24,6 +24,13 @@ use serde::{Deserialize, Serialize};
 
 /// The label every namespaced Calico endpoint and network set carries.
 pub const NAMESPACE_LABEL: &str = "projectcalico.org/namespace";
+/// The label of a pod's orchestrator (`k8s`).
+pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
+/// The label of a pod's service account name.
+pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
+/// The name label Calico gives namespaces and service accounts (read as
+/// `pcns.projectcalico.org/name`, `pcsa.projectcalico.org/name`).
+pub const NAME_LABEL: &str = "projectcalico.org/name";
 
 /// A parsed selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -156,16 +163,6 @@ impl Selector {
             Selector::Not(s) => Selector::Not(Box::new(s.prefixed(prefix))),
             Selector::And(all) => Selector::And(all.iter().map(|s| s.prefixed(prefix)).collect()),
             Selector::Or(any) => Selector::Or(any.iter().map(|s| s.prefixed(prefix)).collect()),
-        }
-    }
-
-    /// True if the selector uses `global()` anywhere.
-    pub fn uses_global(&self) -> bool {
-        match self {
-            Selector::Global => true,
-            Selector::Not(s) => s.uses_global(),
-            Selector::And(list) | Selector::Or(list) => list.iter().any(Selector::uses_global),
-            _ => false,
         }
     }
 }

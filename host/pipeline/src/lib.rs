@@ -56,8 +56,8 @@ pub fn rank(object: &Value) -> u8 {
         (Some("v1"), Some("Node")) => 1,
         (Some("v1"), Some("Pod")) => 2,
         (Some(api), Some("Tier"))
-            if api.starts_with("projectcalico.org/")
-                || api.starts_with("crd.projectcalico.org/") =>
+            if palisade_store::split_api_version(api)
+                .is_some_and(|(group, _)| palisade_dialects::calico::is_calico_group(group)) =>
         {
             3
         }

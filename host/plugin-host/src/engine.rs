@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
 use crate::cache::{Cache, CacheOutcome};
@@ -121,13 +121,27 @@ impl PluginEngine {
         limits: Limits,
         caps: Capabilities,
     ) -> Result<LoadedPlugin, PluginError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| PluginError::Read { path: path.to_path_buf(), message: e.to_string() })?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        let (name, bytes) = read_plugin_file(path)?;
         self.load(&name, &bytes, grants, limits, caps)
+    }
+
+    /// Compiles (or fetches from the cache) a component and reads its
+    /// imports and exports; precompiled artifacts are refused.
+    fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, String, ImportSummary), PluginError> {
+        if Engine::detect_precompiled(bytes).is_some() {
+            return Err(PluginError::Precompiled { plugin: name.to_string() });
+        }
+        let (component, hash, outcome) =
+            self.inner.cache.get_or_compile(&self.inner.engine, bytes).map_err(|e| {
+                PluginError::Compile { plugin: name.to_string(), message: format!("{e:#}") }
+            })?;
+        tracing::debug!(plugin = name, %hash, cache = ?outcome, "plugin compiled");
+        let imports = ImportSummary::of(&self.inner.engine, &component);
+        Ok((component, hash, imports))
     }
 
     /// Compiles (or fetches from the cache) and checks a plugin component.
@@ -140,15 +154,7 @@ impl PluginEngine {
         limits: Limits,
         caps: Capabilities,
     ) -> Result<LoadedPlugin, PluginError> {
-        if Engine::detect_precompiled(bytes).is_some() {
-            return Err(PluginError::Precompiled { plugin: name.to_string() });
-        }
-        let (component, hash, outcome) =
-            self.inner.cache.get_or_compile(&self.inner.engine, bytes).map_err(|e| {
-                PluginError::Compile { plugin: name.to_string(), message: format!("{e:#}") }
-            })?;
-        tracing::debug!(plugin = name, %hash, cache = ?outcome, "plugin compiled");
-        let imports = ImportSummary::of(&self.inner.engine, &component);
+        let (component, hash, imports) = self.compile(name, bytes)?;
         imports.check(name, grants)?;
         LoadedPlugin::new(self.clone(), name, component, hash, imports, limits, caps)
     }
@@ -158,20 +164,8 @@ impl PluginEngine {
     /// this host could load it with every capability granted (and if not,
     /// why). Only a file that is no WebAssembly component is an error.
     pub fn describe_file(&self, path: &Path) -> Result<Described, PluginError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| PluginError::Read { path: path.to_path_buf(), message: e.to_string() })?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        if Engine::detect_precompiled(&bytes).is_some() {
-            return Err(PluginError::Precompiled { plugin: name });
-        }
-        let (component, hash, _) =
-            self.inner.cache.get_or_compile(&self.inner.engine, &bytes).map_err(|e| {
-                PluginError::Compile { plugin: name.clone(), message: format!("{e:#}") }
-            })?;
-        let imports = ImportSummary::of(&self.inner.engine, &component);
+        let (name, bytes) = read_plugin_file(path)?;
+        let (_, hash, imports) = self.compile(&name, &bytes)?;
         let loadable = imports.check(&name, &crate::Grants::all());
         Ok(Described { name, hash, imports, loadable })
     }
@@ -185,6 +179,17 @@ impl PluginEngine {
             CacheOutcome::Compiled => "compiled",
         })
     }
+}
+
+/// A plugin file's bytes, and its name (the file's stem).
+fn read_plugin_file(path: &Path) -> Result<(String, Vec<u8>), PluginError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| PluginError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    Ok((name, bytes))
 }
 
 /// A component as [`PluginEngine::describe_file`] read it.

@@ -5,21 +5,44 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use palisade_model::calico_selector::{LabelView, NAMESPACE_LABEL};
+use palisade_model::calico_selector::{
+    LabelView, NAMESPACE_LABEL, NAME_LABEL, ORCHESTRATOR_LABEL, SERVICE_ACCOUNT_LABEL,
+};
 use palisade_model::policy::{Labels, Namespace, NetworkSet, Pod, ServiceAccount};
 use palisade_model::{net, Cidr};
 
 use crate::resolver::Resolver;
 use crate::selectors::{namespace_matches, PodIdx, SelId};
 
-pub(crate) const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
-pub(crate) const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
-/// The name label Calico gives namespaces and service accounts (read as
-/// `pcns.projectcalico.org/name`, `pcsa.projectcalico.org/name`).
-pub(crate) const NAME_LABEL: &str = "projectcalico.org/name";
+/// ServiceAccount labels by namespace, then name (looked up by `&str`:
+/// no allocation when a selector reads a pod's `pcsa.` labels).
+#[derive(Debug, Default)]
+pub(crate) struct Accounts(HashMap<String, HashMap<String, Labels>>);
 
-/// ServiceAccount labels by (namespace, name).
-pub(crate) type Accounts = HashMap<(String, String), Labels>;
+impl Accounts {
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<&Labels> {
+        self.0.get(namespace)?.get(name)
+    }
+
+    /// Sets an account's labels; returns the former ones.
+    fn insert(&mut self, namespace: &str, name: &str, labels: Labels) -> Option<Labels> {
+        self.0.entry(namespace.to_string()).or_default().insert(name.to_string(), labels)
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) -> Option<Labels> {
+        let names = self.0.get_mut(namespace)?;
+        let old = names.remove(name);
+        if names.is_empty() {
+            self.0.remove(namespace);
+        }
+        old
+    }
+
+    /// The account of `pod`'s labels.
+    pub(crate) fn of(&self, pod: &Pod) -> Option<&Labels> {
+        self.get(&pod.namespace, &pod.service_account)
+    }
+}
 /// A network set's identity: (namespace, name); `None` for a global one.
 pub(crate) type NetSetKey = (Option<String>, String);
 
@@ -135,15 +158,14 @@ pub(crate) fn everything() -> Vec<Cidr> {
 
 impl Resolver {
     pub(crate) fn upsert_service_account(&mut self, account: ServiceAccount) {
-        let key = (account.namespace.clone(), account.name.clone());
-        let old = self.accounts.insert(key, account.labels.clone());
+        let old = self.accounts.insert(&account.namespace, &account.name, account.labels.clone());
         if old.as_ref() != Some(&account.labels) {
             self.relabel_account(&account.namespace, &account.name);
         }
     }
 
     pub(crate) fn delete_service_account(&mut self, namespace: String, name: String) {
-        if self.accounts.remove(&(namespace.clone(), name.clone())).is_some() {
+        if self.accounts.remove(&namespace, &name).is_some() {
             self.relabel_account(&namespace, &name);
         }
     }
@@ -281,7 +303,7 @@ impl Resolver {
             let view = PodView {
                 pod,
                 namespace: self.namespaces.get(&pod.namespace).map(|n| &n.labels),
-                account: self.accounts.get(&(pod.namespace.clone(), pod.service_account.clone())),
+                account: self.accounts.of(pod),
             };
             if sel.matches(&view) {
                 out.push(Selected {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use palisade_model::policy::{
-    CalicoPeer, ObjectRef, PeerSelector, Policy, PolicyRule, PortSelector,
+    CalicoPeer, ObjectRef, PeerSelector, PodSet, Policy, PolicyRule, PortSelector,
 };
 use palisade_model::{net, Action, Cidr, Direction, Origin, OriginId, PortRange, Protocol};
 
@@ -220,8 +220,7 @@ impl Resolver {
 
     fn compile(&mut self, idx: PolIdx, policy: Policy) -> PolicyEntry {
         let mut holdings = Holdings::default();
-        let subject = self.acquire_selector(&policy.subject);
-        holdings.selectors.push(subject);
+        let subject = self.hold_selector(&policy.subject, &mut holdings);
         let mut compiled: [Option<Vec<CompiledRule>>; 2] = [None, None];
         for direction in Direction::BOTH {
             let Some(rules) = policy.rules(direction) else {
@@ -348,25 +347,15 @@ impl Resolver {
     ) -> CompiledPeer {
         let key = match peer {
             PeerSelector::Any => return CompiledPeer::Any,
-            PeerSelector::Pods(set) => {
-                let sel = self.acquire_selector(set);
-                holdings.selectors.push(sel);
-                SourceKey::Pods(sel)
-            }
+            PeerSelector::Pods(set) => SourceKey::Pods(self.hold_selector(set, holdings)),
             PeerSelector::IpBlock { cidr, except } => {
                 SourceKey::Block(block_prefixes(cidr, except))
             }
             PeerSelector::Nodes => SourceKey::Nodes,
             PeerSelector::Calico(p) => {
                 let nets = calico_nets(p);
-                let mut sel = |s: &Option<palisade_model::policy::PodSet>| {
-                    s.as_ref().map(|def| {
-                        let id = self.acquire_selector(def);
-                        holdings.selectors.push(id);
-                        id
-                    })
-                };
-                let (sel, not_sel) = (sel(&p.selector), sel(&p.not_selector));
+                let sel = p.selector.as_ref().map(|def| self.hold_selector(def, holdings));
+                let not_sel = p.not_selector.as_ref().map(|def| self.hold_selector(def, holdings));
                 match (nets, sel, not_sel, p.ip_version) {
                     (None, None, None, None) => return CompiledPeer::Any,
                     (Some(block), None, None, None) => SourceKey::Block(block),
@@ -390,16 +379,21 @@ impl Resolver {
         local: &CalicoPeer,
         holdings: &mut Holdings,
     ) -> LocalCondition {
-        let mut sel = |s: &Option<palisade_model::policy::PodSet>| {
-            s.as_ref().map(|def| {
-                let id = self.acquire_selector(def);
-                holdings.selectors.push(id);
-                self.acquire_source(idx, SourceKey::Pods(id), holdings);
-                id
-            })
+        let mut watched = |def: &PodSet| {
+            let id = self.hold_selector(def, holdings);
+            self.acquire_source(idx, SourceKey::Pods(id), holdings);
+            id
         };
-        let (sel, not_sel) = (sel(&local.selector), sel(&local.not_selector));
+        let sel = local.selector.as_ref().map(&mut watched);
+        let not_sel = local.not_selector.as_ref().map(&mut watched);
         LocalCondition { sel, not_sel, nets: calico_nets(local), ip_version: local.ip_version }
+    }
+
+    /// Interns a selector and records the reference in `holdings`.
+    fn hold_selector(&mut self, def: &PodSet, holdings: &mut Holdings) -> SelId {
+        let id = self.acquire_selector(def);
+        holdings.selectors.push(id);
+        id
     }
 
     /// Takes a reference to a source for policy `idx` (`None`: a pin).

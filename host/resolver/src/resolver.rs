@@ -77,7 +77,7 @@ impl Resolver {
         Resolver {
             settings,
             namespaces: HashMap::new(),
-            accounts: HashMap::new(),
+            accounts: crate::calico::Accounts::default(),
             network_sets: BTreeMap::new(),
             nodes: BTreeMap::new(),
             pods: Vec::new(),

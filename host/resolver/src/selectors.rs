@@ -78,7 +78,7 @@ impl Selector {
                 let view = PodView {
                     pod,
                     namespace: namespaces.get(ns).map(|n| &n.labels),
-                    account: accounts.get(&(ns.to_string(), pod.service_account.clone())),
+                    account: accounts.of(pod),
                 };
                 c.matches(&view)
             })

@@ -30,9 +30,6 @@ pub fn is_calico_group(group: &str) -> bool {
     GROUPS.contains(&group)
 }
 
-/// The label Calico gives a pod for its service account's name.
-pub(crate) const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
-
 /// The kind of origins of a Calico NetworkPolicy.
 pub const NETWORK_POLICY_KIND: &str = "projectcalico.org/v3 NetworkPolicy";
 /// The kind of origins of a Calico GlobalNetworkPolicy.

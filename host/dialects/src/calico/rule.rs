@@ -431,7 +431,10 @@ fn service_accounts(
             names.push(ctx.str(v, &index(&join(&path, "names"), i))?.to_string());
         }
         if !names.is_empty() {
-            expr = expr.and(Selector::In(super::SERVICE_ACCOUNT_LABEL.to_string(), names));
+            expr = expr.and(Selector::In(
+                palisade_model::calico_selector::SERVICE_ACCOUNT_LABEL.to_string(),
+                names,
+            ));
         }
     }
     if let Some(sel) = opt_selector(ctx, sa, "selector", &path)? {
